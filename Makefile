@@ -1,0 +1,36 @@
+# callpipe: `make run` (the pipeline on the local stack) and `make test` (the whole suite). See README.md.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: setup run test unit lint bench-ingest clean
+
+$(STAMP): pyproject.toml
+	@echo "[setup] installing Python dependencies into $(VENV) (first time: a few minutes) ..."
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q --upgrade pip
+	@$(BIN)/pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+setup: $(STAMP)
+	@$(BIN)/python -m deploy.local.stack fetch
+
+run: setup
+	@$(BIN)/python -m deploy.local.run
+
+test: setup
+	@$(BIN)/python -m pytest -p no:cacheprovider
+
+unit: $(STAMP)
+	@$(BIN)/python -m pytest -p no:cacheprovider tests/unit
+
+lint: $(STAMP)
+	@$(BIN)/ruff check .
+	@$(BIN)/mypy ingest schemas streams sinks broker runtime deploy
+
+bench-ingest: setup
+	@$(BIN)/python -m bench.ingest
+
+clean:
+	rm -rf .data

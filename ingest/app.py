@@ -1,0 +1,150 @@
+"""The webhook endpoint: one POST route per webhook kind, plus health, readiness, metrics and OpenAPI.
+
+A 2xx is answered only after Kafka acknowledged every write of the request (see docs/DESIGN.md, Guarantees).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from broker.producer import AsyncProducer, DeliveryError
+from ingest.auth import SECRET_HEADER, Authenticator
+from ingest.body import BadRequest, check_content_type, parse_json, read_limited
+from ingest.metrics import IngestMetrics
+from ingest.openapi import openapi
+from ingest.publish import Webhook, plan
+from ingest.settings import Settings
+from schemas import topics
+from schemas.codec import Codec, codec_from_settings
+
+log = logging.getLogger("callpipe.ingest")
+
+
+def _error(status: int, error: str, detail: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail, **extra}, status_code=status)
+
+
+class Ingest:
+    def __init__(self, settings: Settings, producer: AsyncProducer, codec: Codec) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.codec = codec
+        self.auth = Authenticator(settings.tenants)
+        self.metrics = IngestMetrics()
+
+    def endpoint(self, kind: str) -> Callable[[Request], Awaitable[Response]]:
+        async def webhook(request: Request) -> Response:
+            return await self.webhook(request, kind)
+
+        return webhook
+
+    async def webhook(self, request: Request, kind: str) -> Response:
+        started = time.perf_counter()
+        self.metrics.in_flight.inc()
+        try:
+            response = await self._handle(request, kind)
+        finally:
+            self.metrics.in_flight.dec()
+        self.metrics.requests.labels(kind, str(response.status_code)).inc()
+        self.metrics.latency.labels(kind).observe(time.perf_counter() - started)
+        return response
+
+    async def _handle(self, request: Request, kind: str) -> Response:
+        tenant = request.path_params["tenant"]
+        secret = request.path_params.get("secret") or request.headers.get(SECRET_HEADER)
+        if not self.auth.check(tenant, secret):
+            return _error(401, "unauthorized", "unknown tenant or wrong secret")
+        try:
+            body = await read_limited(request, self.settings.max_body_bytes)
+        except BadRequest as exc:  # too large: not read, so nothing can be kept; the sender is told the limit
+            log.warning("rejected webhook", extra={"kind": kind, "tenant": tenant, "reason": exc.detail})
+            return _error(exc.status, exc.error, exc.detail)
+        parsed: Any = None
+        rejected: BadRequest | None = None
+        try:
+            check_content_type(request.headers.get("content-type"))
+            parsed = parse_json(body, self.settings.max_json_depth)
+        except BadRequest as exc:
+            rejected = exc
+        webhook = Webhook(tenant, kind, body, datetime.now(UTC), request.headers,
+                          request.client.host if request.client else None)
+        outcome = plan(webhook, parsed, self.codec, rejected.detail if rejected else None)
+        try:
+            await self.producer.send_all(outcome.writes, self.settings.kafka_timeout_s)
+        except DeliveryError as exc:
+            self.metrics.delivery_errors.inc()
+            log.error("kafka write failed", extra={"kind": kind, "tenant": tenant, "reason": str(exc)})
+            return JSONResponse(
+                {"error": "unavailable", "detail": "the event could not be stored; retry later"},
+                status_code=503, headers={"Retry-After": str(self.settings.retry_after_s)},
+            )
+        if outcome.error is not None:
+            self.metrics.dead_letters.labels(kind).inc()
+            log.warning("dead-lettered webhook", extra={"kind": kind, "tenant": tenant, "reason": outcome.error})
+            if rejected is not None:
+                return _error(rejected.status, rejected.error, rejected.detail, kept=True)
+            return _error(422, "unprocessable", outcome.error, kept=True, event_id=outcome.event_id)
+        return JSONResponse({"status": "accepted", "event_id": outcome.event_id})
+
+    async def unknown_kind(self, request: Request) -> Response:
+        return _error(404, "unknown_kind", f"no webhook kind at {request.url.path}; kinds: {', '.join(topics.KIND_TOPICS)}")
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        if await asyncio.to_thread(self.producer.reachable):
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "kafka unreachable"}, status_code=503,
+                            headers={"Retry-After": str(self.settings.retry_after_s)})
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def openapi_endpoint(self, request: Request) -> Response:
+        return Response(orjson.dumps(openapi()), media_type="application/json")
+
+    def routes(self) -> list[Route]:
+        routes = []
+        for kind in topics.KIND_TOPICS:
+            endpoint = self.endpoint(kind)
+            routes.append(Route(f"/hooks/{{tenant}}/{{secret}}/{kind}", endpoint, methods=["POST"]))
+            routes.append(Route(f"/hooks/{{tenant}}/{kind}", endpoint, methods=["POST"]))
+        return [
+            *routes,
+            Route("/hooks/{rest:path}", self.unknown_kind, methods=["POST"]),
+            Route("/healthz", self.healthz),
+            Route("/readyz", self.readyz),
+            Route("/metrics", self.metrics_endpoint),
+            Route("/openapi.json", self.openapi_endpoint),
+        ]
+
+
+def create_app(settings: Settings, producer: AsyncProducer | None = None, codec: Codec | None = None) -> Starlette:
+    """The ASGI app. Without a producer, one is created on start-up and flushed on shutdown."""
+    owned = producer is None
+    ingest = Ingest(settings, producer or AsyncProducer(settings.kafka_bootstrap, int(settings.kafka_timeout_s * 1000)),
+                    codec or codec_from_settings(settings.schema_registry_url))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        if owned:
+            await asyncio.to_thread(ingest.producer.close)
+
+    app = Starlette(routes=ingest.routes(), lifespan=lifespan)
+    app.state.ingest = ingest
+    return app

@@ -1,0 +1,223 @@
+"""The flattening of an Avro record into ClickHouse columns, and of a decoded record into a row.
+
+This is the one place that knows how a record becomes columns; ``sinks.ddl`` derives the column types from
+the same ``Column`` list, so names can never drift between the DDL and the inserts.
+
+Rules:
+- a nested record becomes one column per leaf field, named ``<parent>_<child>`` (``origin.number`` ->
+  ``origin_number``); when the parent is nullable every child column is nullable;
+- arrays and maps of primitives stay ``Array``/``Map`` columns; a null array/map is stored as empty, because
+  ClickHouse has no ``Nullable(Array)``/``Nullable(Map)``;
+- arrays or maps of records (and unions of several non-null types) are stored as JSON text: a ``Tuple`` column
+  cannot gain an element with ``ADD COLUMN``, so every change of the nested record would need a table
+  rewrite, while JSON text follows schema evolution for free (decimals are JSON strings, timestamps ISO 8601,
+  bytes hex).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sinks.avro import AvroSchemaError, RecordSchema
+
+NO_DEFAULT: Any = object()
+SUPPORTED_LOGICAL = frozenset({"timestamp-millis", "timestamp-micros", "date", "decimal", "uuid"})
+_INT_RANGE = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+
+
+class RowError(ValueError):
+    """A record that cannot become a row of its table (a data problem of that one record)."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    path: tuple[str, ...]
+    """Field names from the record root to the value."""
+    avro: Any
+    """Non-null Avro type of the value, named references inlined."""
+    nullable: bool
+    json: bool
+    """Stored as JSON text (see module doc)."""
+    doc: str
+    defaults: tuple[Any, ...]
+    """Avro default of each field along ``path`` (``NO_DEFAULT`` when none): used when a key is absent."""
+
+
+def type_name(avro: Any) -> str:
+    return avro if isinstance(avro, str) else str(avro["type"])
+
+
+def logical_type(avro: Any) -> str | None:
+    return None if isinstance(avro, str) else avro.get("logicalType")
+
+
+def _is_complex(avro: Any) -> bool:
+    return isinstance(avro, list) or type_name(avro) in {"record", "array", "map"}
+
+
+def _split_union(avro: Any) -> tuple[Any, bool, bool]:
+    """(non-null type, nullable, needs JSON)."""
+    if not isinstance(avro, list):
+        return avro, False, False
+    branches = [b for b in avro if b != "null"]
+    nullable = len(branches) < len(avro)
+    if len(branches) == 1:
+        return branches[0], nullable, False
+    return branches, nullable, True
+
+
+def _flatten(
+    fields: tuple[dict[str, Any], ...] | list[dict[str, Any]],
+    prefix: tuple[str, ...],
+    defaults: tuple[Any, ...],
+    parent_nullable: bool,
+) -> list[Column]:
+    columns: list[Column] = []
+    for field in fields:
+        path = (*prefix, field["name"])
+        path_defaults = (*defaults, field.get("default", NO_DEFAULT))
+        avro, nullable, as_json = _split_union(field["type"])
+        nullable = nullable or parent_nullable
+        if not as_json and type_name(avro) == "record":
+            columns += _flatten(avro["fields"], path, path_defaults, nullable)
+            continue
+        if not as_json and type_name(avro) == "array":
+            as_json = _is_complex(avro["items"])
+        if not as_json and type_name(avro) == "map":
+            as_json = _is_complex(avro["values"])
+        logical = None if as_json else logical_type(avro)
+        if logical is not None and logical not in SUPPORTED_LOGICAL:
+            raise AvroSchemaError(f"field {'.'.join(path)}: logical type {logical} has no column mapping")
+        columns.append(
+            Column("_".join(path), path, avro, nullable, as_json, str(field.get("doc", "")), path_defaults)
+        )
+    return columns
+
+
+def flatten(record: RecordSchema) -> list[Column]:
+    columns = _flatten(record.fields, (), (), False)
+    seen: dict[str, Column] = {}
+    for column in columns:
+        if column.name in seen:
+            raise AvroSchemaError(
+                f"{record.name}: fields {'.'.join(seen[column.name].path)} and {'.'.join(column.path)} "
+                f"both flatten to column {column.name}"
+            )
+        seen[column.name] = column
+    return columns
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _convert(value: Any, avro: Any, where: str) -> Any:
+    kind, logical = type_name(avro), logical_type(avro)
+    if logical in {"timestamp-millis", "timestamp-micros"}:
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise RowError(f"{where}: expected a tz-aware datetime, got {value!r}")
+        return value.astimezone(UTC)
+    if logical == "date":
+        if not isinstance(value, date) or isinstance(value, datetime):
+            raise RowError(f"{where}: expected a date, got {value!r}")
+        return value
+    if logical == "decimal":
+        return _decimal(value, int(avro["precision"]), int(avro.get("scale", 0)), where)
+    if kind in _INT_RANGE:
+        low, high = _INT_RANGE[kind]
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise RowError(f"{where}: expected {kind}, got {value!r}")
+        return value
+    if kind in {"float", "double"}:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise RowError(f"{where}: expected {kind}, got {value!r}")
+        return float(value)
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            raise RowError(f"{where}: expected boolean, got {value!r}")
+        return value
+    if kind in {"bytes", "fixed"}:
+        if not isinstance(value, bytes):
+            raise RowError(f"{where}: expected bytes, got {type(value).__name__}")
+        return value
+    if kind == "enum":
+        if value not in avro["symbols"]:
+            raise RowError(f"{where}: {value!r} is not a symbol of enum {avro['name']}")
+        return value
+    if kind == "string":
+        if not isinstance(value, str):
+            raise RowError(f"{where}: expected string, got {type(value).__name__}")
+        return value
+    if kind == "array":
+        if not isinstance(value, list | tuple):
+            raise RowError(f"{where}: expected an array, got {type(value).__name__}")
+        return [_convert(item, avro["items"], f"{where}[]") for item in value]
+    if kind == "map":
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise RowError(f"{where}: expected a map with string keys, got {type(value).__name__}")
+        return {k: _convert(v, avro["values"], f"{where}[{k}]") for k, v in value.items()}
+    raise RowError(f"{where}: Avro type {kind} has no column mapping")
+
+
+def _decimal(value: Any, precision: int, scale: int, where: str) -> Decimal:
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise RowError(f"{where}: expected a finite Decimal, got {value!r}")
+    quantized = value.quantize(Decimal(1).scaleb(-scale))
+    if quantized != value or abs(quantized) >= Decimal(10) ** (precision - scale):
+        raise RowError(f"{where}: {value} does not fit decimal({precision},{scale})")
+    return quantized
+
+
+def _lookup(record: Mapping[str, Any], column: Column) -> Any:
+    value: Any = record
+    for key, default in zip(column.path, column.defaults, strict=True):
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            raise RowError(f"{column.name}: expected a record at {key!r}, got {type(value).__name__}")
+        if key in value:
+            value = value[key]
+        elif default is not NO_DEFAULT:
+            value = default
+        else:
+            raise RowError(f"{column.name}: required field {'.'.join(column.path)} is missing")
+    return value
+
+
+def cell(record: Mapping[str, Any], column: Column) -> Any:
+    """The value of one column for a decoded record, in the Python type the client inserts."""
+    value = _lookup(record, column)
+    if value is None:
+        kind = type_name(column.avro)
+        if not column.json and kind in {"array", "map"}:
+            return [] if kind == "array" else {}
+        if not column.nullable:
+            raise RowError(f"{column.name}: null in a non-nullable field")
+        return None
+    if column.json:
+        try:
+            return json.dumps(
+                value, default=_json_default, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            )
+        except (TypeError, ValueError) as exc:
+            raise RowError(f"{column.name}: cannot encode as JSON: {exc}") from exc
+    return _convert(value, column.avro, column.name)
+
+
+def to_row(record: Mapping[str, Any], columns: list[Column]) -> list[Any]:
+    """One row (values in ``columns`` order); raises ``RowError`` when the record does not fit."""
+    if not isinstance(record, Mapping):
+        raise RowError(f"expected a decoded record (dict), got {type(record).__name__}")
+    return [cell(record, column) for column in columns]

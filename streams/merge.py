@@ -1,0 +1,55 @@
+"""Order-independent merge primitives (join-semilattices) shared by the correlators.
+
+Every "latest value" is a last-writer-wins register ordered by an :data:`EventKey` that is derived from the
+event *content* only (rank, event time, event id), never from arrival order, so folding the same set of events
+in any order and with any duplication gives the same value. Times are min/max registers (None: unseen).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from datetime import datetime
+from typing import Any
+
+# [rank, event time in epoch ms (-1 when unknown), event_id]; a list: it survives JSON unchanged.
+EventKey = list[Any]
+Registers = dict[str, list[Any]]
+
+
+def event_key(rank: int, at: datetime | None, event_id: str) -> EventKey:
+    return [rank, -1 if at is None else int(at.timestamp() * 1000), event_id]
+
+
+def put(registers: Registers, name: str, key: EventKey, value: Any) -> None:
+    """Offer ``value`` to register ``name``; a null never overwrites (sparse events keep facts)."""
+    if value is None:
+        return
+    current = registers.get(name)
+    if current is None or key > current[0]:
+        registers[name] = [key, value]
+
+
+def get(registers: Registers, name: str) -> Any:
+    entry = registers.get(name)
+    return None if entry is None else entry[1]
+
+
+def earliest(current: datetime | None, candidate: datetime | None) -> datetime | None:
+    if candidate is None:
+        return current
+    return candidate if current is None or candidate < current else current
+
+
+def latest(current: datetime | None, candidate: datetime | None) -> datetime | None:
+    if candidate is None:
+        return current
+    return candidate if current is None or candidate > current else current
+
+
+def add_id(ids: list[str], event_id: str) -> bool:
+    """Insert into a sorted id list (sorted: the state is order-independent); False if present."""
+    i = bisect_left(ids, event_id)
+    if i < len(ids) and ids[i] == event_id:
+        return False
+    ids.insert(i, event_id)
+    return True

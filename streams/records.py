@@ -1,0 +1,46 @@
+"""Vocabulary of the normalized input records (docs/DESIGN.md) that the domain logic relies on.
+
+Input records are the dicts decoded from the normalized Avro topics; timestamps are tz-aware UTC datetimes in
+``<x>_at`` fields, money is ``Decimal``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+Record = dict[str, Any]
+
+KIND_CALL_EVENT = "chamada_evento"
+KIND_CALL_STATUS = "status_tempo_real"
+KIND_CALL_END = "chamada_fim"
+KIND_DID_END = "chamada_did_fim"
+SINGLE_LEG_END_KINDS = frozenset({"tts_fim", "audio_fim", "composto_fim"})
+EXTENSION_KINDS = frozenset({"ramal_evento", "did_evento"})
+KIND_SMS_STATUS = "envio_sms"
+KIND_SMS_REPLY = "resposta_sms"
+KIND_CONFERENCE = "conferencia_evento"
+KIND_VOICEMAIL = "voicemail"
+KIND_BALANCE = "aviso_saldo"
+KIND_VALIDATION = "valida_numero"
+
+STATUS_PREPARING = "preparando"
+STATUS_RINGING = "chamando"
+STATUS_ANSWERED = "atendida"
+
+SMS_DELIVERED = frozenset({"entregue"})
+SMS_FAILED = frozenset({"erro", "bloqueado"})
+# Statuses after which the provider has accepted the message for sending (and, per its examples, charges it).
+SMS_SENT = frozenset({"enviada", "entregue"})
+
+
+def plus_seconds(at: datetime | None, seconds: int | None) -> datetime | None:
+    if at is None or seconds is None:
+        return None
+    return at + timedelta(seconds=seconds)
+
+
+def millis_between(start: datetime | None, end: datetime | None) -> int | None:
+    if start is None or end is None:
+        return None
+    return int((end - start) / timedelta(milliseconds=1))

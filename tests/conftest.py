@@ -1,0 +1,76 @@
+"""The one fixture layer for real services.
+
+- Kafka: `KAFKA_BOOTSTRAP_SERVERS` when set; else a Docker engine with testcontainers when
+  `CALLPIPE_TESTCONTAINERS=1`; else the local stack (deploy/local), a real KRaft broker started once per session.
+- Schema registry: `SCHEMA_REGISTRY_URL` when set, else the local stack's Apicurio registry.
+- ClickHouse: the embedded engine (chdb). One process can open one data directory only, so the session holds one
+  directory and each test gets a database of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from broker.admin import TopicSpec, ensure_topics
+from deploy.local import stack
+from schemas import topics
+
+
+@dataclass(frozen=True)
+class Services:
+    bootstrap: str
+    registry_url: str | None
+    data: Path
+
+
+def _testcontainers_kafka() -> Iterator[str]:
+    from testcontainers.kafka import KafkaContainer
+
+    with KafkaContainer().with_kraft() as kafka:
+        yield kafka.get_bootstrap_server()
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    data = Path(tempfile.mkdtemp(prefix="callpipe-test-"))
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    registry = os.environ.get("SCHEMA_REGISTRY_URL")
+    try:
+        if bootstrap:
+            yield Services(bootstrap, registry, data)
+        elif os.environ.get("CALLPIPE_TESTCONTAINERS") == "1":
+            for server in _testcontainers_kafka():
+                yield Services(server, registry, data)
+        else:
+            try:
+                running = stack.up(data, stack.free_port(), stack.free_port(),
+                                   None if registry else stack.free_port())
+            except stack.StackError as exc:
+                pytest.fail(f"local stack did not start: {exc}", pytrace=False)
+            try:
+                yield Services(running.bootstrap, registry or running.registry_url, data)
+            finally:
+                stack.down(data)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def kafka(services: Services) -> str:
+    """Bootstrap address of a broker on which every callpipe topic exists."""
+    ensure_topics(services.bootstrap, [TopicSpec(t.name, t.partitions) for t in topics.ALL_TOPICS])
+    return services.bootstrap
+
+
+@pytest.fixture(scope="session")
+def registry_url(services: Services) -> str:
+    if services.registry_url is None:
+        pytest.fail("no schema registry: set SCHEMA_REGISTRY_URL or let the local stack start one", pytrace=False)
+    return services.registry_url

@@ -1,0 +1,269 @@
+"""Hypothesis strategies: realistic normalized webhook records for the streams domain logic.
+
+Records mimic the dicts decoded from the normalized Avro topics (docs/DESIGN.md): UTC datetimes in ``*_at``,
+Decimal money, ``event_id`` a hash of the content (a redelivery has the same id, another ``received_at``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from hypothesis import strategies as st
+
+TENANT = "acme"
+BASE = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+PRICES = {"movel": Decimal("0.35"), "fixo": Decimal("0.12"), "ramal": Decimal("0.10")}
+CAUSES = {
+    "atendida": (16, "normal"),
+    "ocupado": (17, "ocupado"),
+    "sem resposta": (18, "sem resposta"),
+    "falha": (41, "falha temporária"),
+}
+
+Record = dict[str, Any]
+
+
+def make_event(kind: str, body: Record, received_at: datetime, tenant: str = TENANT) -> Record:
+    digest = hashlib.sha256(
+        json.dumps([tenant, kind, body], sort_keys=True, default=str).encode()
+    ).hexdigest()[:32]
+    return {
+        "event_id": digest,
+        "kind": kind,
+        "tenant": tenant,
+        "received_at": received_at,
+        "extra_json": "{}",
+        **body,
+    }
+
+
+def redeliver(event: Record, delay: timedelta) -> Record:
+    """A provider retry: same body and id, later ingest time."""
+    return {**event, "received_at": event["received_at"] + delay}
+
+
+def provider_billed(talk: int) -> int:
+    return 0 if talk <= 0 else max(60, -(-talk // 60) * 60)
+
+
+def provider_price(tipo: str, billed: int) -> Decimal:
+    return (PRICES[tipo] * billed / 60).quantize(Decimal("0.01"))
+
+
+@dataclass
+class LegPlan:
+    number: str
+    tipo: str
+    started: datetime | None = None
+    ring: datetime | None = None
+    answer: datetime | None = None
+    end: datetime | None = None
+    final: str | None = None
+
+    def status_at(self, at: datetime) -> str | None:
+        if self.started is None or at < self.started:
+            return None
+        if self.end is not None and at >= self.end and self.final != "atendida":
+            return self.final
+        if self.answer is not None and at >= self.answer:
+            return "atendida"
+        if self.ring is not None and at >= self.ring:
+            return "chamando"
+        return "preparando"
+
+    def total(self, at: datetime) -> int:
+        assert self.started is not None
+        stop = min(at, self.end) if self.end else at
+        return int((stop - self.started).total_seconds())
+
+    def talk(self, at: datetime) -> int:
+        if self.answer is None or at < self.answer:
+            return 0
+        stop = min(at, self.end) if self.end else at
+        return int((stop - self.answer).total_seconds())
+
+    def live_state(self, at: datetime) -> Record:
+        status = self.status_at(at)
+        if status is None:
+            return {"number": self.number, "type": self.tipo, "extra_json": "{}"}
+        return {
+            "number": self.number,
+            "type": self.tipo,
+            "status": status,
+            "active": self.answer is not None and at >= self.answer and (self.end is None or at < self.end),
+            "created_at": self.started,
+            "started_at": self.started,
+            "answered_at": self.answer if self.answer is not None and at >= self.answer else None,
+            "total_seconds": self.total(at),
+            "talk_seconds": self.talk(at),
+            "extra_json": "{}",
+        }
+
+    def snapshot_leg(self, at: datetime, *, final: bool) -> Record:
+        status = self.status_at(at) if not final else (self.final if self.started else None)
+        started = self.started
+        leg: Record = {
+            "number": self.number,
+            "type": self.tipo,
+            "status": status,
+            "started_at": started,
+            "total_seconds": self.total(at) if started else 0,
+            "talk_seconds": self.talk(at) if started else 0,
+            "billed_seconds": None,
+            "price": None,
+            "disconnect_code": None,
+            "disconnect_text": "indefinido",
+            "disconnect_raw": "indefinido",
+            "extra_json": "{}",
+        }
+        if final:
+            talk = leg["talk_seconds"] if status == "atendida" else 0
+            billed = provider_billed(talk)
+            code, text = CAUSES.get(status or "", (None, "indefinido"))
+            leg.update(
+                billed_seconds=billed,
+                price=provider_price(self.tipo, billed),
+                disconnect_code=code,
+                disconnect_text=text,
+                disconnect_raw=f"{code}. {text}" if code else text,
+            )
+        return leg
+
+
+@dataclass
+class CallFlow:
+    call_id: int
+    client_id: int
+    created: datetime
+    origin: LegPlan
+    destination: LegPlan
+    events: list[Record]
+
+    @property
+    def end(self) -> datetime:
+        ends = [leg.end for leg in (self.origin, self.destination) if leg.end is not None]
+        return max(ends)
+
+
+@st.composite
+def call_flows(draw: st.DrawFn, call_id: int | None = None) -> CallFlow:
+    """A two-leg API call: A preparando->chamando->(atendida|sem resposta|ocupado); B rung after A answers."""
+    cid = call_id if call_id is not None else draw(st.integers(1, 10**9))
+    created = BASE + timedelta(seconds=draw(st.integers(0, 3 * 3600)))
+    origin = LegPlan(
+        draw(st.sampled_from(["48988887777", "4832830151"])), draw(st.sampled_from(["movel", "fixo"]))
+    )
+    destination = LegPlan(
+        draw(st.sampled_from(["48966663333", "4000"])), draw(st.sampled_from(["movel", "fixo", "ramal"]))
+    )
+    s = timedelta(seconds=1)
+    origin.started = created + draw(st.integers(0, 3)) * s
+    origin.ring = origin.started + draw(st.integers(1, 5)) * s
+    a_outcome = draw(st.sampled_from(["atendida", "atendida", "atendida", "sem resposta", "ocupado"]))
+    if a_outcome == "atendida":
+        origin.answer = origin.ring + draw(st.integers(1, 20)) * s
+        destination.started = origin.answer
+        b_outcome = draw(st.sampled_from(["atendida", "atendida", "ocupado", "sem resposta", "falha"]))
+        if b_outcome != "falha":
+            destination.ring = destination.started + draw(st.integers(1, 8)) * s
+        if b_outcome == "atendida":
+            assert destination.ring is not None
+            destination.answer = destination.ring + draw(st.integers(1, 25)) * s
+            destination.end = destination.answer + draw(st.integers(0, 400)) * s
+        elif b_outcome == "falha":
+            destination.end = destination.started + draw(st.integers(1, 3)) * s
+        else:
+            assert destination.ring is not None
+            destination.end = destination.ring + draw(st.integers(5, 60)) * s
+        destination.final = b_outcome
+        origin.end = destination.end
+        origin.final = "atendida"
+    else:
+        origin.end = origin.ring + draw(st.integers(5, 60)) * s
+        origin.final = a_outcome
+    client_id = draw(st.sampled_from([2150, 3001]))
+    tags = draw(st.sampled_from([None, "", "pedido-991"]))
+
+    changes = sorted(
+        {
+            t
+            for leg in (origin, destination)
+            for t in (leg.started, leg.ring, leg.answer, leg.end)
+            if t is not None
+        }
+    )
+    arrival = created
+    events: list[Record] = []
+    for at in changes:
+        arrival = at + timedelta(milliseconds=draw(st.integers(50, 900)))
+        body = {
+            "call_id": cid,
+            "client_id": client_id,
+            "record_audio": False,
+            "tags": tags,
+            "created_at": at,
+            "created_raw": at.replace(tzinfo=None).isoformat(),
+            "origin": origin.live_state(at),
+            "destination": destination.live_state(at),
+        }
+        events.append(make_event("chamada_evento", body, arrival))
+        if draw(st.booleans()):
+            events.append(
+                make_event(
+                    "status_tempo_real",
+                    _snapshot(cid, client_id, tags, created, origin, destination, at, final=False),
+                    arrival,
+                )
+            )
+    end = max(leg.end for leg in (origin, destination) if leg.end is not None)
+    events.append(
+        make_event(
+            "chamada_fim",
+            _snapshot(cid, client_id, tags, created, origin, destination, end, final=True),
+            end + timedelta(seconds=draw(st.integers(1, 5))),
+        )
+    )
+    return CallFlow(cid, client_id, created, origin, destination, events)
+
+
+def _snapshot(
+    cid: int,
+    client_id: int,
+    tags: str | None,
+    created: datetime,
+    origin: LegPlan,
+    destination: LegPlan,
+    at: datetime,
+    *,
+    final: bool,
+) -> Record:
+    return {
+        "call_id": cid,
+        "client_id": client_id,
+        "account_id": client_id,
+        "origin_extension_id": None,
+        "created_at": created,
+        "created_raw": created.isoformat(),
+        "active": not final,
+        "recording_url": f"https://api.evoline.com.br/rec/?id={cid}" if final else None,
+        "tags": tags,
+        "overall_status": "finalizada" if final else "curso",
+        "origin": origin.snapshot_leg(at, final=final),
+        "destination": destination.snapshot_leg(at, final=final),
+        "partial_recordings_json": "[]",
+    }
+
+
+@st.composite
+def delivered(draw: st.DrawFn, events: list[Record]) -> list[Record]:
+    """At-least-once, unordered delivery of ``events``: each at least once, retries with later received_at."""
+    out = list(events)
+    for event in events:
+        for _ in range(draw(st.integers(0, 2))):
+            out.append(redeliver(event, timedelta(seconds=draw(st.integers(1, 3600)))))
+    return draw(st.permutations(out))

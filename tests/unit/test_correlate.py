@@ -1,0 +1,239 @@
+"""Two-leg call correlation: order/duplication independence, emission rules, provider examples."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streams import correlate
+from streams.correlate import CallState, apply, build_record, emit
+from tests.unit.streams_strategies import CallFlow, call_flows, delivered, make_event
+
+TIMEOUT = timedelta(minutes=10)
+# Arrival-dependent by definition: how many events came after an end-seen record was published.
+ARRIVAL_FIELDS = ("late_event_count",)
+
+
+def fold(events: list[dict[str, Any]]) -> CallState:
+    state: CallState | None = None
+    for event in events:
+        state = apply(state, event)
+    assert state is not None
+    return state
+
+
+def run_agent(events: list[dict[str, Any]], *, checkpoint: bool = False) -> list[dict[str, Any]]:
+    """What a stream agent does: apply, (optionally persist/restore via JSON), try to emit."""
+    state: CallState | None = None
+    emitted = []
+    for event in events:
+        state = apply(state, event)
+        if checkpoint:
+            state = correlate.from_json(correlate.to_json(state))
+        state, record = emit(state, event["received_at"], TIMEOUT)
+        if record is not None:
+            emitted.append(record)
+    return emitted
+
+
+def without(record: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in fields}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), flow=call_flows())
+def test_record_is_independent_of_order_and_duplication(data: st.DataObject, flow: CallFlow) -> None:
+    clean = build_record(fold(flow.events))
+    shuffled = data.draw(delivered(flow.events))
+    emitted = run_agent(shuffled, checkpoint=data.draw(st.booleans()))
+    final = emitted[-1]
+    assert without(final, ARRIVAL_FIELDS) == without(clean, ARRIVAL_FIELDS)
+    # version = number of distinct events: the same for any delivery, and monotonic over the emissions.
+    assert final["version"] == len(flow.events)
+    versions = [r["version"] for r in emitted]
+    assert versions == sorted(set(versions))
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), flow=call_flows())
+def test_state_itself_is_order_independent(data: st.DataObject, flow: CallFlow) -> None:
+    shuffled = data.draw(delivered(flow.events))
+    keep = ("event_ids", "end_seen", "fields", "legs")
+    a, b = fold(flow.events), fold(shuffled)
+    assert {k: a[k] for k in keep} == {k: b[k] for k in keep}
+    assert correlate.from_json(correlate.to_json(b)) == b
+
+
+@settings(max_examples=60, deadline=None)
+@given(flow=call_flows())
+def test_clean_flow_facts(flow: CallFlow) -> None:
+    record = build_record(fold(flow.events))
+    origin, destination = flow.origin, flow.destination
+    assert record["end_seen"] and not record["provisional"]
+    assert record["answered"] == (destination.final == "atendida")
+    assert record["origin"]["answer_at"] == origin.answer
+    assert record["destination"]["answer_at"] == destination.answer
+    assert record["destination"]["ring_at"] == destination.ring
+    assert record["end_at"] == flow.end
+    assert record["start_at"] == origin.started
+    if origin.answer is not None and destination.ring is not None:
+        assert record["post_dial_delay_ms"] == (destination.ring - origin.answer) / timedelta(milliseconds=1)
+    else:
+        assert record["post_dial_delay_ms"] is None
+    expected_final = destination.final if origin.final == "atendida" else origin.final
+    assert record["final_status"] == expected_final
+    statuses = [t["status"] for t in record["origin"]["transitions"]]
+    assert statuses[0] == "preparando" and statuses[1] == "chamando"
+    times = [t["at"] for t in record["destination"]["transitions"]]
+    assert times == sorted(times)
+
+
+def _example_events() -> list[dict[str, Any]]:
+    """The provider's documented payloads (provider-webhooks.md, notes §5a), normalized."""
+    utc = UTC
+    t = datetime(2019, 9, 6, 16, 49, 1, tzinfo=utc)  # 13:49:01-03:00
+    arrive = datetime(2019, 9, 6, 16, 50, tzinfo=utc)
+    a_answered = {
+        "data": {
+            "call_id": 37785950,
+            "client_id": 2150,
+            "record_audio": False,
+            "tags": "",
+            "created_at": t + timedelta(seconds=4),
+            "origin": {
+                "created_at": t,
+                "type": "movel",
+                "active": True,
+                "number": "48988887777",
+                "status": "atendida",
+                "answered_at": t + timedelta(seconds=4),
+                "total_seconds": 4,
+                "talk_seconds": 0,
+            },
+            "destination": {"type": "fixo", "number": "4832830151"},
+        }
+    }
+    b_ringing = {
+        "call_id": 37785950,
+        "client_id": 2150,
+        "account_id": 2150,
+        "created_at": t + timedelta(seconds=1),
+        "active": True,
+        "recording_url": None,
+        "tags": "pedido-991",
+        "overall_status": "curso",
+        "origin": {
+            "started_at": t + timedelta(seconds=4),
+            "number": "48988887777",
+            "type": "movel",
+            "status": "atendida",
+            "total_seconds": 9,
+            "billed_seconds": None,
+            "price": None,
+            "disconnect_text": "indefinido",
+        },
+        "destination": {"started_at": None, "number": "4832830151", "type": "fixo", "status": "chamando"},
+    }
+    end = {
+        "call_id": 37785950,
+        "client_id": 2150,
+        "account_id": 2150,
+        "created_at": t + timedelta(seconds=1),
+        "active": False,
+        "recording_url": "https://api.evoline.com.br/rec/?id=37785950",
+        "tags": None,
+        "overall_status": "finalizada",
+        "origin": {
+            "started_at": t + timedelta(seconds=4),
+            "number": "48988887777",
+            "type": "movel",
+            "status": "atendida",
+            "total_seconds": 40,
+            "talk_seconds": 36,
+            "billed_seconds": 60,
+            "price": Decimal("0.35"),
+            "disconnect_code": 16,
+            "disconnect_text": "normal",
+            "disconnect_raw": "16. normal",
+        },
+        "destination": {
+            "started_at": t + timedelta(seconds=8),
+            "number": "4832830151",
+            "type": "fixo",
+            "status": "ocupado",
+            "total_seconds": 12,
+            "talk_seconds": 0,
+            "billed_seconds": 0,
+            "price": Decimal(0),
+            "disconnect_code": 17,
+            "disconnect_text": "ocupado",
+            "disconnect_raw": "17. ocupado",
+        },
+    }
+    return [
+        make_event("chamada_evento", a_answered["data"], arrive),
+        make_event("status_tempo_real", b_ringing, arrive + timedelta(seconds=1)),
+        make_event("chamada_fim", end, arrive + timedelta(seconds=40)),
+    ]
+
+
+def test_provider_example_busy_destination() -> None:
+    record = build_record(fold(_example_events()))
+    assert record["answered"] is False
+    assert record["final_status"] == "ocupado"
+    assert record["disconnect_code"] == 17
+    assert record["outcome_leg"] == "destination"
+    assert record["origin"]["price"] == Decimal("0.35")
+    assert record["provider_price_total"] == Decimal("0.35")
+    assert record["tags"] == "pedido-991"  # latest non-null: the end webhook's null does not erase it
+    assert record["origin"]["answer_at"] == datetime(2019, 9, 6, 16, 49, 5, tzinfo=UTC)
+    assert [t["status"] for t in record["destination"]["transitions"]] == ["chamando", "ocupado"]
+
+
+def test_provisional_after_inactivity_without_billing_then_newer_version() -> None:
+    events = _example_events()
+    state = fold(events[:2])
+    last = events[1]["received_at"]
+    state, record = emit(state, last + TIMEOUT - timedelta(seconds=1), TIMEOUT)
+    assert record is None
+    state, record = emit(state, last + TIMEOUT, TIMEOUT)
+    assert record is not None and record["provisional"] and not record["end_seen"]
+    assert record["origin"]["billed_seconds"] is None and record["origin"]["price"] is None
+    assert record["provider_price_total"] is None
+    assert record["version"] == 2
+    state, again = emit(state, last + 2 * TIMEOUT, TIMEOUT)
+    assert again is None
+    state = apply(state, events[2])
+    state, final = emit(state, events[2]["received_at"], TIMEOUT)
+    assert final is not None and final["version"] == 3 and not final["provisional"]
+    assert final["late_event_count"] == 0
+
+
+def test_late_events_counted_after_end_record() -> None:
+    events = _example_events()
+    emitted = run_agent([events[2], events[0], events[0], events[1]])
+    assert [r["version"] for r in emitted] == [1, 2, 3]
+    assert emitted[-1]["late_event_count"] == 2
+    assert without(emitted[-1], ARRIVAL_FIELDS) == without(build_record(fold(events)), ARRIVAL_FIELDS)
+
+
+def test_rejects_foreign_events() -> None:
+    events = _example_events()
+    state = fold(events)
+    with pytest.raises(ValueError):
+        apply(state, {**events[0], "call_id": 1, "event_id": "x"})
+    with pytest.raises(ValueError):
+        apply(None, {**events[0], "kind": "tts_fim"})
+
+
+def test_apply_does_not_mutate_its_input() -> None:
+    events = _example_events()
+    state = fold(events[:1])
+    before = correlate.to_json(state)
+    apply(state, events[1])
+    assert correlate.to_json(state) == before
