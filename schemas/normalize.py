@@ -69,7 +69,11 @@ _LEG_BODY: m.Spec = {
 }
 _ORIGIN_LEG: m.Spec = {"numero": m.text("number"), **_LEG_BODY, "bina_origem": m.text("caller_id")}
 _DESTINATION_LEG: m.Spec = {"numero": m.text("number"), **_LEG_BODY, "bina_destino": m.text("caller_id")}
-_FLAT_DESTINATION_LEG: m.Spec = {"numero_destino": m.text("number"), **_LEG_BODY}
+_FLAT_DESTINATION_LEG: m.Spec = {
+    "numero_destino": m.text("number"),
+    **_LEG_BODY,
+    "bina_destino": m.text("caller_id"),
+}
 
 _SNAPSHOT_TOP: m.Spec = {
     "id": m.ident("call_id"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,15 +216,23 @@ def render_migration(name: str, statements: list[str]) -> str:
     return header + "".join(f"\n{statement};\n" for statement in statements)
 
 
-def write_migration(name: str, directory: Path, catalogue: Catalog) -> Path | None:
+def migration_gap(client: Client, directory: Path, catalogue: Catalog) -> list[str]:
+    """What the committed migrations lack for ``catalogue``: they are applied to a scratch database of
+    ``client`` (dropped afterwards), which is compared with the contracts."""
+    scratch, database = f"sinks_ddl_{uuid.uuid4().hex}", client.database
+    client.command(f"CREATE DATABASE {scratch}")
+    try:
+        client.database = scratch
+        migrate(client, directory)
+        return pending_statements(client, catalogue.tables)
+    finally:
+        client.database = database or "default"
+        client.command(f"DROP DATABASE IF EXISTS {scratch}")
+
+
+def write_migration(name: str, directory: Path, catalogue: Catalog, client: Client) -> Path | None:
     """Write the next numbered migration; ``None`` when the migrations already match the contracts."""
-    with tempfile.TemporaryDirectory(prefix="sinks-ddl-") as scratch:
-        client = connect(f"chdb://{scratch}")
-        try:
-            migrate(client, directory)
-            statements = pending_statements(client, catalogue.tables)
-        finally:
-            client.close()
+    statements = migration_gap(client, directory, catalogue)
     if not statements:
         return None
     number = max((m.version for m in migration_files(directory)), default=0) + 1
@@ -243,7 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.cluster:
         sys.stdout.write("".join(f"{s};\n\n" for s in cluster_ddl(catalog().tables)))
         return 0
-    path = write_migration(args.write_migration, args.migrations_dir, catalog())
+    with tempfile.TemporaryDirectory(prefix="sinks-ddl-") as scratch:
+        client = connect(f"chdb://{scratch}")
+        try:
+            path = write_migration(args.write_migration, args.migrations_dir, catalog(), client)
+        finally:
+            client.close()
     print(f"wrote {path}" if path else "migrations already match the Avro schemas; nothing written")
     return 0
 

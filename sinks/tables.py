@@ -67,12 +67,14 @@ RULES: tuple[TableRule, ...] = (
     _versioned("calls", topics.OUT_CALLS, "call_id"),
     _versioned("single_leg_calls", topics.OUT_SINGLE_LEG_CALLS, "call_id"),
     _versioned("sms", topics.OUT_SMS, "sms_id"),
-    _versioned("conference_sessions", topics.OUT_CONFERENCE_SESSIONS, "conference_id"),
+    _versioned("conference_sessions", topics.OUT_CONFERENCE_SESSIONS, "conference_id", "participant"),
     _versioned("extension_calls", topics.OUT_EXTENSION_CALLS, "call_id"),
     _versioned("voicemails", topics.OUT_VOICEMAILS, "voicemail_id"),
     _versioned("number_validations", topics.OUT_NUMBER_VALIDATIONS, "validation_id"),
     _versioned("balance_status", topics.OUT_BALANCE),
-    _versioned("metric_windows", topics.OUT_METRICS, "metric", "window_start_at"),
+    _versioned(
+        "metric_windows", topics.OUT_METRICS, "window_size", "dimension", "dimension_value", "window_start"
+    ),
 )
 
 

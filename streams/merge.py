@@ -53,3 +53,19 @@ def add_id(ids: list[str], event_id: str) -> bool:
         return False
     ids.insert(i, event_id)
     return True
+
+
+def keep_latest(state: dict[str, Any] | None, event: dict[str, Any], key: EventKey) -> dict[str, Any]:
+    """Latest-event register: ``{"event_ids", "key", "event"}``; the event with the highest key wins.
+
+    For entities that one webhook describes completely (end-of-call objects, voicemail, validation).
+    """
+    if state is None:
+        state = {"event_ids": [], "key": None, "event": None}
+    if event["event_id"] in state["event_ids"]:
+        return state
+    state = {**state, "event_ids": list(state["event_ids"])}
+    add_id(state["event_ids"], event["event_id"])
+    if state["key"] is None or key > state["key"]:
+        state["key"], state["event"] = key, event
+    return state

@@ -253,24 +253,17 @@ class MetricsState:
             return set()
         new = contributions(record, entity)
         old: dict[WindowKey, Contribution] = previous["contributions"] if previous else {}
-        changed: set[WindowKey] = set()
-        for key, contribution in old.items():
-            if new.get(key) != contribution:
-                self._touch(key, now)
-                add(self.windows[key], contribution, -1)
-                changed.add(key)
-        for key, contribution in new.items():
-            if old.get(key) != contribution:
-                self._touch(key, now)
-                add(self.windows[key], contribution, +1)
-                changed.add(key)
+        changed = {key for key in old.keys() | new.keys() if old.get(key) != new.get(key)}
+        for key in changed:
+            aggregate = self.windows.setdefault(key, new_aggregate())
+            if key in old:
+                add(aggregate, old[key], -1)
+            if key in new:
+                add(aggregate, new[key], +1)
+            aggregate["version"] += 1
+            aggregate["updated_at"] = now
         self.entities[entity_key] = {"version": record["version"], "contributions": new}
         return changed
-
-    def _touch(self, key: WindowKey, now: datetime) -> None:
-        aggregate = self.windows.setdefault(key, new_aggregate())
-        aggregate["version"] += 1
-        aggregate["updated_at"] = now
 
     def records(self, keys: Iterable[WindowKey] | None = None) -> list[Record]:
         chosen = sorted(self.windows if keys is None else keys)

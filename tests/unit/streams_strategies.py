@@ -7,12 +7,16 @@ Decimal money, ``event_id`` a hash of the content (a redelivery has the same id,
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import fastavro
+from fastavro.validation import validate
 from hypothesis import strategies as st
 
 TENANT = "acme"
@@ -267,3 +271,118 @@ def delivered(draw: st.DrawFn, events: list[Record]) -> list[Record]:
         for _ in range(draw(st.integers(0, 2))):
             out.append(redeliver(event, timedelta(seconds=draw(st.integers(1, 3600)))))
     return draw(st.permutations(out))
+
+
+@st.composite
+def sms_events(draw: st.DrawFn) -> list[Record]:
+    """One SMS: status webhooks (aguardando -> enviada -> entregue|erro, same-second ties) + replies."""
+    sms_id = draw(st.integers(1, 10**9))
+    created = BASE + timedelta(seconds=draw(st.integers(0, 7200)))
+    common = {
+        "sms_id": sms_id,
+        "destination_number": "48988888888",
+        "created_at": created,
+        "created_raw": created.isoformat(),
+        "message": "Olá",
+        "expects_reply": True,
+        "replies_json": "[]",
+    }
+    sent = created + timedelta(seconds=draw(st.integers(0, 5)))
+    final = sent + timedelta(seconds=draw(st.integers(0, 60)))
+    outcome = draw(st.sampled_from(["entregue", "erro"]))
+    price = Decimal("0.09") if outcome == "entregue" else Decimal(0)
+    steps = [("aguardando", None), ("enviada", sent), (outcome, final)]
+    events = []
+    for status, at in steps[draw(st.integers(0, 2)) :]:
+        body = {
+            **common,
+            "status": status,
+            "status_changed_at": at,
+            "status_changed_raw": None,
+            "price": price,
+        }
+        events.append(make_event("envio_sms", body, (at or created) + timedelta(seconds=1)))
+    for reply_id in range(draw(st.integers(0, 2))):
+        at = final + timedelta(minutes=reply_id + 1)
+        body = {
+            "reply_id": reply_id + 1,
+            "sms_id": sms_id,
+            "reply": "SIM",
+            "replied_at": at,
+            "replied_raw": None,
+        }
+        events.append(make_event("resposta_sms", body, at))
+    return events
+
+
+@st.composite
+def conference_events(draw: st.DrawFn) -> list[Record]:
+    """One conference: 1-3 participants joining, leaving and sometimes rejoining."""
+    conference_id = draw(st.integers(1, 10**6))
+    events = []
+    for i in range(draw(st.integers(1, 3))):
+        call_id = draw(st.sampled_from([None, 37823279 + i]))
+        at = BASE + timedelta(seconds=draw(st.integers(0, 600)))
+        for _ in range(draw(st.integers(1, 2))):
+            for event in ("Entrou", "Saiu") if draw(st.booleans()) else ("Entrou",):
+                body = {
+                    "conference_id": conference_id,
+                    "call_id": call_id,
+                    "client_id": 2150,
+                    "number": f"4898888{i:04d}",
+                    "event": event,
+                    "record_audio": False,
+                    "created_at": at,
+                    "created_raw": at.replace(tzinfo=None).isoformat(),
+                }
+                events.append(make_event("conferencia_evento", body, at + timedelta(seconds=1)))
+                at += timedelta(seconds=draw(st.integers(1, 900)))
+    return events
+
+
+@st.composite
+def extension_events(draw: st.DrawFn) -> list[Record]:
+    """One ramal call: chamando -> atendida (maybe) -> hung up (ativo false), with growing durations."""
+    call_id = draw(st.integers(1, 10**9))
+    created = BASE + timedelta(seconds=draw(st.integers(0, 7200)))
+    ring = draw(st.integers(1, 20))
+    talk = draw(st.integers(0, 300))
+    answered = draw(st.booleans())
+    base = {
+        "call_id": call_id,
+        "created_at": created,
+        "created_raw": None,
+        "type": "ramal",
+        "extension": "9000",
+    }
+    base.update(
+        extension_json=None, disconnect_code=None, disconnect_text="indefinido", disconnect_raw="indefinido"
+    )
+    answer_at = created + timedelta(seconds=ring) if answered else None
+    states = [("chamando", False, 0, 0, None)]
+    if answered:
+        states += [("atendida", True, ring, 0, answer_at), ("atendida", False, ring + talk, talk, answer_at)]
+    else:
+        states += [("sem resposta", False, ring + 30, 0, None)]
+    events = []
+    for status, active, total, talk_s, ans in states:
+        body = {**base, "status": status, "active": active, "total_seconds": total, "talk_seconds": talk_s}
+        body.update(answered_at=ans, answered_raw=None)
+        events.append(make_event("ramal_evento", body, created + timedelta(seconds=total + 1)))
+    return events
+
+
+_OUT_SCHEMAS: dict[str, Any] = {}
+
+
+def assert_valid_out(name: str, record: Record) -> None:
+    """``record`` validates against ``schemas/avro/out_<name>.avsc`` and survives a binary round trip."""
+    if name not in _OUT_SCHEMAS:
+        path = Path(__file__).parents[2] / "schemas" / "avro" / f"out_{name}.avsc"
+        _OUT_SCHEMAS[name] = fastavro.parse_schema(json.loads(path.read_text()), named_schemas={})
+    schema = _OUT_SCHEMAS[name]
+    assert validate(record, schema, raise_errors=True)
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, schema, record)
+    buffer.seek(0)
+    assert fastavro.schemaless_reader(buffer, schema, schema) == record

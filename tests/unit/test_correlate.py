@@ -10,9 +10,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams import correlate
+from streams import balance, conference, correlate, extension, single_leg, sms, validation, voicemail
 from streams.correlate import CallState, apply, build_record, emit
-from tests.unit.streams_strategies import CallFlow, call_flows, delivered, make_event
+from streams.rating import DEFAULT_PLAN, rate_call, rate_single_leg, rate_sms
+from tests.unit.streams_strategies import (
+    TENANT,
+    CallFlow,
+    assert_valid_out,
+    call_flows,
+    conference_events,
+    delivered,
+    extension_events,
+    make_event,
+    sms_events,
+)
 
 TIMEOUT = timedelta(minutes=10)
 # Arrival-dependent by definition: how many events came after an end-seen record was published.
@@ -237,3 +248,187 @@ def test_apply_does_not_mutate_its_input() -> None:
     before = correlate.to_json(state)
     apply(state, events[1])
     assert correlate.to_json(state) == before
+
+
+# --- Avro output contract
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=st.data(), flow=call_flows())
+def test_call_records_validate_against_out_call(data: st.DataObject, flow: CallFlow) -> None:
+    prefix = data.draw(st.integers(1, len(flow.events)))
+    record = build_record(fold(flow.events[:prefix]))
+    assert_valid_out("Call", record)
+    assert_valid_out("Call", rate_call(record, DEFAULT_PLAN))
+
+
+# --- other entities: order independence
+
+
+def fold_with(module: Any, events: list[dict[str, Any]]) -> Any:
+    state = None
+    for event in events:
+        state = module.apply(state, event)
+    return state
+
+
+@settings(max_examples=50, deadline=None)
+@given(data=st.data(), events=sms_events())
+def test_sms_merge_is_order_independent(data: st.DataObject, events: list[dict[str, Any]]) -> None:
+    clean = sms.to_record(fold_with(sms, events))
+    shuffled = sms.to_record(fold_with(sms, data.draw(delivered(events))))
+    assert shuffled == clean
+    statuses = [e["status"] for e in events if e["kind"] == "envio_sms"]
+    assert clean["status"] == statuses[-1]
+    assert len(clean["replies"]) == sum(e["kind"] == "resposta_sms" for e in events)
+    assert_valid_out("Sms", rate_sms(clean, DEFAULT_PLAN))
+
+
+@settings(max_examples=50, deadline=None)
+@given(data=st.data(), events=conference_events())
+def test_conference_merge_is_order_independent(data: st.DataObject, events: list[dict[str, Any]]) -> None:
+    clean = fold_with_conference(events)
+    assert fold_with_conference(data.draw(delivered(events))) == clean
+    for session in clean:
+        if session["left_at"] is not None:
+            assert session["duration_seconds"] == (session["left_at"] - session["joined_at"]).total_seconds()
+        assert_valid_out("ConferenceSession", session)
+
+
+def fold_with_conference(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    state = None
+    for event in events:
+        state, _ = conference.apply(state, event)
+    assert state is not None
+    return conference.to_records(state)
+
+
+@settings(max_examples=50, deadline=None)
+@given(data=st.data(), events=extension_events())
+def test_extension_merge_is_order_independent(data: st.DataObject, events: list[dict[str, Any]]) -> None:
+    clean = extension.to_record(fold_with(extension, events))
+    assert extension.to_record(fold_with(extension, data.draw(delivered(events)))) == clean
+    assert clean["status"] == events[-1]["status"] and clean["active"] is False
+    assert clean["end_at"] is not None
+    assert_valid_out("ExtensionCall", clean)
+
+
+# --- other entities: provider examples
+
+
+def test_tts_end_example_is_rated_like_the_provider() -> None:
+    started = datetime(2019, 9, 6, 16, 34, 58, tzinfo=UTC)
+    body = {
+        "call_id": 37784550,
+        "destination_number": "48988888888",
+        "created_at": started - timedelta(seconds=1),
+        "started_at": started,
+        "type": "movel",
+        "status": "atendida",
+        "total_seconds": 17,
+        "billed_seconds": 60,
+        "talk_seconds": 10,
+        "price": Decimal("0.35"),
+        "expects_reply": False,
+        "reply": "",
+        "disconnect_code": 16,
+        "disconnect_text": "normal",
+        "disconnect_raw": "16. normal",
+        "message": "Olá",
+    }
+    event = make_event("tts_fim", body, started + timedelta(seconds=20))
+    state = single_leg.apply(single_leg.apply(None, event), event)
+    record = rate_single_leg(single_leg.to_record(state), DEFAULT_PLAN)
+    assert record["version"] == 1 and record["answered"]
+    assert record["answer_at"] == started + timedelta(seconds=7)
+    assert (record["rated_billed_seconds"], record["rated_cost"]) == (60, Decimal("0.35"))
+    assert record["price_mismatch"] is False
+    assert_valid_out("SingleLegCall", record)
+
+
+def test_did_end_busy_example() -> None:
+    body = {
+        "call_id": 37721125,
+        "client_id": 2150,
+        "account_id": 2150,
+        "created_at": datetime(2019, 9, 6, 14, 18, 20, tzinfo=UTC),
+        "recording_url": "https://api.evoline.com.br/rec/?id=37721125",
+        "origin": {
+            "number": "9998",
+            "type": "ramal",
+            "status": None,
+            "total_seconds": 0,
+            "price": Decimal(0),
+        },
+        "destination": {
+            "started_at": datetime(2019, 9, 6, 14, 18, 19, tzinfo=UTC),
+            "number": "48988888888",
+            "type": "movel",
+            "status": "ocupado",
+            "total_seconds": 31,
+            "billed_seconds": 0,
+            "talk_seconds": 0,
+            "price": Decimal(0),
+            "disconnect_text": "indefinido",
+            "disconnect_raw": "indefinido",
+        },
+    }
+    event = make_event("chamada_did_fim", body, datetime(2019, 9, 6, 14, 19, tzinfo=UTC))
+    record = rate_single_leg(single_leg.to_record(single_leg.apply(None, event)), DEFAULT_PLAN)
+    assert record["origin_number"] == "9998" and record["status"] == "ocupado"
+    assert (record["rated_billed_seconds"], record["rated_cost"]) == (0, Decimal("0.00"))
+    assert record["billed_seconds_mismatch"] is False and record["price_mismatch"] is False
+    assert_valid_out("SingleLegCall", record)
+
+
+def test_number_validation_finished_wins_in_any_order() -> None:
+    at = datetime(2018, 8, 2, 13, 49, 30, tzinfo=UTC)
+    body = {
+        "validation_id": 432,
+        "destination_number": "554811111111",
+        "created_at": at,
+        "price": Decimal("0.1"),
+    }
+    pending = make_event("valida_numero", {**body, "valid": None, "finished": False}, at)
+    done = make_event("valida_numero", {**body, "valid": True, "finished": True}, at + timedelta(seconds=5))
+    for order in ([pending, done], [done, pending]):
+        record = validation.to_record(fold_with(validation, order))
+        assert record["finished"] is True and record["valid"] is True and record["version"] == 2
+        assert_valid_out("NumberValidationRecord", record)
+
+
+def test_voicemail_record() -> None:
+    at = datetime(2019, 9, 6, 17, 0, tzinfo=UTC)
+    body = {"voicemail_id": 1, "extension_id": 62291, "extension": "9561", "phone_number": "48988888888"}
+    body.update(message_at=at, duration_seconds=12, recording_url="https://api.evoline.com.br/recvm/?id=1")
+    event = make_event("voicemail", body, at)
+    record = voicemail.to_record(voicemail.apply(voicemail.apply(None, event), event))
+    assert record["version"] == 1 and record["extension"] == "9561"
+    assert_valid_out("VoicemailRecord", record)
+
+
+def test_balance_spend_since_last_alert() -> None:
+    t0 = datetime(2024, 3, 1, 12, tzinfo=UTC)
+    alert = make_event("aviso_saldo", {"balance": Decimal("56.8616")}, t0)
+    state = balance.apply_spend(None, TENANT, "call:1", 1, t0 - timedelta(minutes=1), Decimal("0.35"))
+    state = balance.apply_alert(state, alert)
+    state = balance.apply_alert(state, {**alert, "received_at": t0 + timedelta(hours=1)})  # retry: same id
+    state = balance.apply_spend(state, TENANT, "call:2", 3, t0 + timedelta(minutes=1), Decimal("0.70"))
+    state = balance.apply_spend(
+        state, TENANT, "call:2", 2, t0 + timedelta(minutes=1), Decimal("9.99")
+    )  # stale
+    state = balance.apply_sms(
+        state,
+        {
+            "tenant": TENANT,
+            "sms_id": 5,
+            "version": 1,
+            "status_at": t0 + timedelta(minutes=2),
+            "rated_cost": Decimal("0.09"),
+        },
+    )
+    record = balance.to_record(state, t0 + timedelta(minutes=3))
+    assert record["last_alert_balance"] == Decimal("56.8616") and record["last_alert_at"] == t0
+    assert record["spend_since_alert"] == Decimal("0.79") and record["spend_items"] == 2
+    assert record["alert_count"] == 1
+    assert_valid_out("BalanceStatus", record)

@@ -216,7 +216,7 @@ def test_to_text() -> None:
     assert to_text("", "tags") == ""
     assert to_text(None, "tags") is None
     for bad in (True, 1.5, {"id": 1}, ["a"]):
-        with pytest.raises(NormalizationError, match="^tags: expected text"):
+        with pytest.raises(NormalizationError, match=r"^tags: expected text"):
             to_text(bad, "tags")
 
 
@@ -227,7 +227,7 @@ def test_to_bool() -> None:
     assert to_bool(1, "ativa") is True
     assert to_bool(None, "ativa") is None
     for bad in (2, "true", 1.0, "1"):
-        with pytest.raises(NormalizationError, match="^ativa: expected a boolean"):
+        with pytest.raises(NormalizationError, match=r"^ativa: expected a boolean"):
             to_bool(bad, "ativa")
 
 

@@ -1,0 +1,71 @@
+"""``python -m sinks.sql "SELECT ..."``: ad-hoc read-only SQL against the sink's ClickHouse.
+
+Asks the running sink's query server first (``SINK_QUERY_URL``, default ``http://127.0.0.1:8124``); when no
+sink answers, opens the data directory of ``CLICKHOUSE_URL`` itself with a read-only session (possible only
+while no other process holds it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from sinks.clickhouse import CHDB_SCHEME, connect
+from sinks.query_server import DEFAULT_PORT, FORMATS, HOST, RejectedStatement, run_read_only
+
+DEFAULT_QUERY_URL = f"http://{HOST}:{DEFAULT_PORT}"
+DEFAULT_CLICKHOUSE_URL = f"{CHDB_SCHEME}{Path('.data/clickhouse').resolve()}"
+
+
+class QueryFailed(RuntimeError):
+    pass
+
+
+def ask_server(query_url: str, sql: str, fmt: str, timeout: float = 60) -> bytes | None:
+    """The query server's answer; ``None`` when no server listens."""
+    request = urllib.request.Request(
+        f"{query_url.rstrip('/')}/query?format={fmt}", data=sql.encode("utf-8"), method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return bytes(response.read())
+    except urllib.error.HTTPError as exc:
+        raise QueryFailed(exc.read().decode("utf-8", "replace").strip()) from exc
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ConnectionRefusedError):
+            return None
+        raise
+
+
+def query_directly(clickhouse_url: str, sql: str, fmt: str) -> bytes:
+    client = connect(clickhouse_url, readonly=True)
+    try:
+        return run_read_only(client, sql, fmt)
+    finally:
+        client.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sinks.sql", description=__doc__)
+    parser.add_argument("sql")
+    parser.add_argument("--format", default="TSV", choices=sorted(FORMATS))
+    parser.add_argument("--query-url", default=os.environ.get("SINK_QUERY_URL", DEFAULT_QUERY_URL))
+    parser.add_argument("--clickhouse-url", default=os.environ.get("CLICKHOUSE_URL", DEFAULT_CLICKHOUSE_URL))
+    args = parser.parse_args(argv)
+    try:
+        result = ask_server(args.query_url, args.sql, args.format)
+        if result is None:
+            result = query_directly(args.clickhouse_url, args.sql, args.format)
+    except (QueryFailed, RejectedStatement) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    sys.stdout.buffer.write(result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

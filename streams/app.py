@@ -1,0 +1,276 @@
+"""The Faust app: thin agents around the domain modules (streams/correlate.py and friends hold the logic).
+
+Two agents, each consuming one group of co-partitioned topics (same partition count, same murmur2 keys):
+
+- `entities` reads every normalized topic keyed by an entity id (call, SMS, conference, voicemail, validation)
+  plus an internal tick topic; it folds each event into the entity's state (a Faust table per entity kind, JSON
+  values) and publishes the derived record. Ticks (sent by the leader every STREAMS_TICK_INTERVAL_S to every
+  partition) let a partition emit provisional records for calls that went quiet, from inside a stream event,
+  which is where Faust allows table writes.
+- `tenants` reads the balance alerts and an internal feed of rated calls and SMS keyed by tenant, and maintains
+  per-tenant windowed metrics and balance spend.
+
+Commit order and crash behaviour: docs/DESIGN.md, "Streams".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from faust.types import EventT, TopicT
+
+from broker.admin import TopicSpec
+from schemas import topics
+from schemas.codec import codec_from_settings
+from schemas.topics import Topic
+from streams import codec as state_codec
+from streams import conference, correlate, extension, single_leg, sms, validation, voicemail
+from streams import balance as balance_state
+from streams.metrics import ENTITY_CALL, ENTITY_SMS, MetricsState
+from streams.rating import rate_call, rate_single_leg, rate_sms
+from streams.records import Record
+from streams.settings import Settings
+
+log = logging.getLogger("callpipe.streams")
+
+PARTITIONS = 6
+TICKS = "callpipe-streams-ticks"
+TENANT_FEED = "callpipe-streams-tenant-feed"
+TABLES = ("calls", "open_calls", "single_leg", "extensions", "sms", "conferences", "voicemails",
+          "validations", "tenant_metrics", "tenant_balance")
+ENTITY_TOPICS = tuple(t for t in topics.INPUT_TOPICS if t is not topics.BALANCE_ALERTS)
+
+
+def internal_topics(app_id: str = "callpipe-streams") -> list[TopicSpec]:
+    """Faust's own topics, created up front like every other topic (see broker/admin.py for why)."""
+    compacted = {"cleanup.policy": "compact"}
+    return [
+        TopicSpec(TICKS, PARTITIONS, {"retention.ms": str(3_600_000)}),
+        TopicSpec(TENANT_FEED, PARTITIONS),
+        TopicSpec(f"{app_id}-__assignor-__leader", 1),
+        *(TopicSpec(f"{app_id}-{name}-changelog", PARTITIONS, compacted) for name in TABLES),
+    ]
+
+
+@dataclass(frozen=True)
+class Output:
+    topic: Topic
+    key: str
+    record: Record
+
+
+def create_app(settings: Settings) -> faust.App:
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        datadir=str(settings.data_dir),
+        topic_partitions=PARTITIONS,
+        topic_replication_factor=1,
+        topic_allow_declare=False,
+        table_standby_replicas=0,
+        producer_acks=-1,
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+    )
+    avro = codec_from_settings(settings.schema_registry_url)
+    plan = settings.rating_plan
+
+    def table(name: str) -> Any:
+        return app.Table(name, default=None, partitions=PARTITIONS, key_serializer="raw", value_serializer="raw")
+
+    calls, open_calls = table("calls"), table("open_calls")
+    entity_tables = {name: table(name) for name in
+                     ("single_leg", "extensions", "sms", "conferences", "voicemails", "validations")}
+    tenant_metrics, tenant_balance = table("tenant_metrics"), table("tenant_balance")
+
+    def raw_topic(*names: str) -> TopicT:
+        return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+                         partitions=PARTITIONS)
+
+    entity_source = raw_topic(*(t.name for t in ENTITY_TOPICS), TICKS)
+    tenant_source = raw_topic(topics.BALANCE_ALERTS.name, TENANT_FEED)
+    ticks = raw_topic(TICKS)
+    tenant_feed = raw_topic(TENANT_FEED)
+    out_topics = {t.name: raw_topic(t.name) for t in (*topics.OUTPUT_TOPICS, topics.DEADLETTER)}
+
+    async def publish(output: Output) -> None:
+        value = avro.encode(output.topic.name, output.topic.schema, output.record)
+        await out_topics[output.topic.name].send(key=output.key.encode(), value=value)
+
+    async def dead_letter(event: EventT, reason: Exception) -> None:
+        msg = event.message
+        log.warning("dead-lettered stream event", extra={"topic": msg.topic, "offset": msg.offset,
+                                                         "reason": str(reason)})
+        record = {
+            "kind": _header(event, "kind") or "unknown", "tenant": _header(event, "tenant") or "unknown",
+            "received_at": datetime.now(UTC), "stage": "streams", "reason": str(reason)[:2000],
+            "error_type": type(reason).__name__, "headers": {}, "body": bytes(event.value or b""),
+            "source_topic": msg.topic, "source_partition": msg.partition, "source_offset": msg.offset,
+        }
+        await publish(Output(topics.DEADLETTER, f"{record['tenant']}/{record['kind']}", record))
+
+    def load(store: Any, key: str) -> Any:
+        text = store.get(key)
+        return None if text is None else state_codec.loads(text)
+
+    async def emit_call(key: str, state: correlate.CallState, now: datetime) -> correlate.CallState:
+        state, record = correlate.emit(state, now, settings.inactivity_timeout)
+        if record is None:
+            return state
+        calls[key] = correlate.to_json(state)
+        rated = rate_call(record, plan)
+        await publish(Output(topics.OUT_CALLS, key, rated))
+        await tenant_feed.send(key=rated["tenant"].encode(),
+                               value=state_codec.dumps({"entity": ENTITY_CALL, "record": rated}).encode())
+        return state
+
+    def track_open(partition: int, key: str, state: correlate.CallState) -> None:
+        slot = f"p{partition}"
+        open_set = set(load(open_calls, slot) or [])
+        changed = (key in open_set) == state["emitted_end"]
+        if state["emitted_end"]:
+            open_set.discard(key)
+        else:
+            open_set.add(key)
+        if changed:
+            open_calls[slot] = state_codec.dumps(sorted(open_set))
+
+    async def on_call_event(event: EventT, record: Record) -> None:
+        key = str(record["call_id"])
+        before = load(calls, key)
+        state = correlate.apply(before, record)
+        if state is before:  # a duplicate: nothing new to store or emit
+            return
+        calls[key] = correlate.to_json(state)
+        state = await emit_call(key, state, record["received_at"])
+        track_open(event.message.partition, key, state)
+
+    async def on_tick(event: EventT) -> None:
+        now = datetime.fromisoformat(bytes(event.value).decode())
+        for key in load(open_calls, f"p{event.message.partition}") or []:
+            state = load(calls, key)
+            if state is not None:
+                track_open(event.message.partition, key, await emit_call(key, state, now))
+
+    @dataclass(frozen=True)
+    class Fold:
+        table: str
+        key: Callable[[Record], Any]
+        apply: Callable[[Any, Record], Any]
+        outputs: Callable[[Any, Record], list[Output]]
+
+    def simple(out: Topic, to_record: Callable[[Any], Record], rate: Callable[[Record], Record] = lambda r: r
+               ) -> Callable[[Any, Record], list[Output]]:
+        return lambda state, event: [Output(out, str(_entity_key(event)), rate(to_record(state)))]
+
+    def conference_outputs(state_and_who: Any, event: Record) -> list[Output]:
+        state, who = state_and_who
+        return [Output(topics.OUT_CONFERENCE_SESSIONS, str(event["conference_id"]), conference.to_record(state, who))]
+
+    folds: dict[str, Fold] = {
+        **dict.fromkeys(("chamada_did_fim", "tts_fim", "audio_fim", "composto_fim"), Fold(
+            "single_leg", lambda r: r["call_id"], single_leg.apply,
+            simple(topics.OUT_SINGLE_LEG_CALLS, single_leg.to_record, lambda r: rate_single_leg(r, plan)))),
+        **dict.fromkeys(("ramal_evento", "did_evento"), Fold(
+            "extensions", lambda r: r["call_id"], extension.apply,
+            simple(topics.OUT_EXTENSION_CALLS, extension.to_record))),
+        **dict.fromkeys(("envio_sms", "resposta_sms"), Fold(
+            "sms", lambda r: r["sms_id"], sms.apply, simple(topics.OUT_SMS, sms.to_record, lambda r: rate_sms(r, plan)))),
+        "conferencia_evento": Fold("conferences", lambda r: r["conference_id"],
+                                   lambda s, e: conference.apply(s, e), conference_outputs),
+        "voicemail": Fold("voicemails", lambda r: r["voicemail_id"], voicemail.apply,
+                          simple(topics.OUT_VOICEMAILS, voicemail.to_record)),
+        "valida_numero": Fold("validations", lambda r: r["validation_id"], validation.apply,
+                              simple(topics.OUT_NUMBER_VALIDATIONS, validation.to_record)),
+    }
+
+    async def on_entity_event(record: Record) -> None:
+        fold = folds[record["kind"]]
+        store = entity_tables[fold.table]
+        key = str(fold.key(record))
+        result = fold.apply(load(store, key), record)
+        state = result[0] if isinstance(result, tuple) else result
+        store[key] = state_codec.dumps(state)
+        for output in fold.outputs(result, record):
+            if output.topic is topics.OUT_SMS:
+                await tenant_feed.send(key=output.record["tenant"].encode(), value=state_codec.dumps(
+                    {"entity": ENTITY_SMS, "record": output.record}).encode())
+            await publish(output)
+
+    @app.agent(entity_source)
+    async def entities(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                if event.message.topic == TICKS:
+                    await on_tick(event)
+                    continue
+                record = avro.decode(event.message.topic, bytes(event.value))
+                if record["kind"] in correlate.CALL_KINDS:
+                    await on_call_event(event, record)
+                else:
+                    await on_entity_event(record)
+            except (ValueError, KeyError, TypeError) as exc:  # a bad event must not stall its partition
+                await dead_letter(event, exc)
+
+    @app.agent(tenant_source)
+    async def tenants(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                now = datetime.now(UTC)
+                if event.message.topic == topics.BALANCE_ALERTS.name:
+                    alert = avro.decode(event.message.topic, bytes(event.value))
+                    tenant = alert["tenant"]
+                    bal = balance_state.apply_alert(load(tenant_balance, tenant), alert)
+                else:
+                    item = state_codec.loads(bytes(event.value))
+                    record, entity = item["record"], item["entity"]
+                    tenant = record["tenant"]
+                    metrics = _metrics(tenant_metrics.get(tenant))
+                    changed = metrics.upsert(record, entity, now)
+                    metrics.expire(now - settings.metrics_retention)
+                    tenant_metrics[tenant] = metrics.to_json()
+                    for window in metrics.records(changed & metrics.windows.keys()):
+                        await publish(Output(topics.OUT_METRICS, _window_key(window), window))
+                    apply = balance_state.apply_call if entity == ENTITY_CALL else balance_state.apply_sms
+                    bal = apply(load(tenant_balance, tenant), record)
+                tenant_balance[tenant] = state_codec.dumps(bal)
+                await publish(Output(topics.OUT_BALANCE, tenant, balance_state.to_record(bal, now)))
+            except (ValueError, KeyError, TypeError) as exc:
+                await dead_letter(event, exc)
+
+    @app.timer(interval=settings.tick_interval_s, on_leader=True)
+    async def tick() -> None:
+        now = datetime.now(UTC).isoformat().encode()
+        for partition in range(PARTITIONS):
+            await ticks.send(value=now, partition=partition)
+
+    del entities, tenants, tick  # registered on the app by their decorators
+    return app
+
+
+def _metrics(text: Any) -> MetricsState:
+    return MetricsState() if text is None else MetricsState.from_json(text)
+
+
+def _window_key(window: Record) -> str:
+    return "|".join(str(window[k]) for k in ("tenant", "window_size", "window_start", "dimension", "dimension_value"))
+
+
+def _entity_key(record: Record) -> Any:
+    for name in ("call_id", "sms_id", "conference_id", "voicemail_id", "validation_id"):
+        if name in record:
+            return record[name]
+    raise KeyError("record has no entity id")
+
+
+def _header(event: EventT, name: str) -> str | None:
+    for key, value in event.message.headers or []:
+        if key == name:
+            return bytes(value).decode()
+    return None

@@ -1,0 +1,102 @@
+"""Balance alerts + rated spend -> BalanceStatus per tenant (the alert webhook carries no account id).
+
+The alert has no timestamp of its own, so its time is ``received_at`` of its first delivery; the last alert
+is the one with the latest ``(time, event_id)``. Spend since the alert = the rated cost of the calls and
+SMS whose end (SMS: status) time is after it; a higher record version of an entity replaces its contribution,
+and contributions at or before the last alert are pruned, so memory holds only the spend since that alert.
+Note: two alerts with the same balance text have the same body and therefore the same ingest event id; the
+second one is deduplicated away upstream (see the report on the DESIGN event-id rule).
+``version`` counts state changes (kept in the state, so it survives restarts through the changelog).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from streams.merge import add_id
+from streams.records import KIND_BALANCE, Record
+
+BalanceState = dict[str, Any]
+
+
+def new_state(tenant: str) -> BalanceState:
+    return {"tenant": tenant, "alert_ids": [], "last_alert": None, "spend": {}, "version": 0}
+
+
+def apply_alert(state: BalanceState | None, event: Record) -> BalanceState:
+    if event["kind"] != KIND_BALANCE:
+        raise ValueError(f"not a balance alert: {event['kind']!r}")
+    state = _copy(state or new_state(event["tenant"]))
+    if event["event_id"] in state["alert_ids"]:
+        return state
+    add_id(state["alert_ids"], event["event_id"])
+    candidate = [event["received_at"], event["event_id"], event.get("balance")]
+    last = state["last_alert"]
+    if last is None or candidate[:2] > last[:2]:
+        state["last_alert"] = candidate
+        state["spend"] = {k: v for k, v in state["spend"].items() if v[0] > candidate[0]}
+    state["version"] += 1
+    return state
+
+
+def apply_spend(
+    state: BalanceState | None,
+    tenant: str,
+    entity_key: str,
+    version: int,
+    at: datetime | None,
+    cost: Decimal | None,
+) -> BalanceState:
+    """Record the rated cost of one entity version (``at`` = its end time)."""
+    state = _copy(state or new_state(tenant))
+    current = state["spend"].get(entity_key)
+    if at is None or cost is None or (current is not None and version <= current[2]):
+        return state
+    last = state["last_alert"]
+    if last is not None and at <= last[0]:
+        state["spend"].pop(entity_key, None)
+    else:
+        state["spend"][entity_key] = [at, cost, version]
+    state["version"] += 1
+    return state
+
+
+def apply_call(state: BalanceState | None, call: Record) -> BalanceState:
+    return apply_spend(
+        state,
+        call["tenant"],
+        f"call:{call['call_id']}",
+        call["version"],
+        call["end_at"],
+        call["rated_cost_total"],
+    )
+
+
+def apply_sms(state: BalanceState | None, sms: Record) -> BalanceState:
+    at = sms.get("status_at") or sms.get("created_at")
+    return apply_spend(state, sms["tenant"], f"sms:{sms['sms_id']}", sms["version"], at, sms["rated_cost"])
+
+
+def to_record(state: BalanceState, now: datetime) -> Record:
+    last = state["last_alert"]
+    return {
+        "tenant": state["tenant"],
+        "version": state["version"],
+        "last_alert_balance": None if last is None else last[2],
+        "last_alert_at": None if last is None else last[0],
+        "alert_count": len(state["alert_ids"]),
+        "spend_since_alert": sum((v[1] for v in state["spend"].values()), Decimal(0)),
+        "spend_items": len(state["spend"]),
+        "updated_at": now,
+    }
+
+
+def _copy(state: BalanceState) -> BalanceState:
+    return {
+        **state,
+        "alert_ids": list(state["alert_ids"]),
+        "spend": dict(state["spend"]),
+        "last_alert": state["last_alert"],
+    }

@@ -1,0 +1,37 @@
+"""Streams settings, all from environment variables (documented with their defaults in the README)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from runtime import env
+from streams.rating import RatingPlan
+
+
+@dataclass(frozen=True)
+class Settings:
+    app_id: str
+    kafka_bootstrap: str
+    schema_registry_url: str | None
+    data_dir: Path
+    inactivity_timeout: timedelta
+    tick_interval_s: float
+    metrics_retention: timedelta
+    rating_plan: RatingPlan
+    log_level: str
+
+
+def from_env() -> Settings:
+    return Settings(
+        app_id=env.text("STREAMS_APP_ID", "callpipe-streams"),
+        kafka_bootstrap=env.text("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+        schema_registry_url=env.optional("SCHEMA_REGISTRY_URL"),
+        data_dir=Path(env.text("STREAMS_DATA_DIR", ".data/streams")),
+        inactivity_timeout=timedelta(seconds=env.number("STREAMS_INACTIVITY_TIMEOUT_S", 120.0)),
+        tick_interval_s=env.number("STREAMS_TICK_INTERVAL_S", 5.0),
+        metrics_retention=timedelta(hours=env.number("STREAMS_METRICS_RETENTION_H", 48.0)),
+        rating_plan=RatingPlan.from_env(),
+        log_level=env.text("LOG_LEVEL", "INFO"),
+    )

@@ -1,0 +1,32 @@
+"""Number-validation webhooks -> NumberValidationRecord: a finished result beats an unfinished one whatever
+the arrival order; among equals the later ``created_at``, then the event id, wins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.merge import event_key, keep_latest
+from streams.records import KIND_VALIDATION, Record
+
+ValidationState = dict[str, Any]
+
+
+def apply(state: ValidationState | None, event: Record) -> ValidationState:
+    if event["kind"] != KIND_VALIDATION:
+        raise ValueError(f"not a number-validation event: {event['kind']!r}")
+    rank = 1 if event.get("finished") else 0
+    return keep_latest(state, event, event_key(rank, event.get("created_at"), event["event_id"]))
+
+
+def to_record(state: ValidationState) -> Record:
+    event = state["event"]
+    return {
+        "validation_id": event["validation_id"],
+        "tenant": event["tenant"],
+        "version": len(state["event_ids"]),
+        "destination_number": event.get("destination_number"),
+        "created_at": event.get("created_at"),
+        "price": event.get("price"),
+        "valid": event.get("valid"),
+        "finished": event.get("finished"),
+    }

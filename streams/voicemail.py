@@ -1,0 +1,31 @@
+"""New-voicemail webhooks -> VoicemailRecord (one webhook per voicemail; duplicates collapse by event id)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.merge import event_key, keep_latest
+from streams.records import KIND_VOICEMAIL, Record
+
+VoicemailState = dict[str, Any]
+
+
+def apply(state: VoicemailState | None, event: Record) -> VoicemailState:
+    if event["kind"] != KIND_VOICEMAIL:
+        raise ValueError(f"not a voicemail event: {event['kind']!r}")
+    return keep_latest(state, event, event_key(0, event.get("message_at"), event["event_id"]))
+
+
+def to_record(state: VoicemailState) -> Record:
+    event = state["event"]
+    return {
+        "voicemail_id": event["voicemail_id"],
+        "tenant": event["tenant"],
+        "version": len(state["event_ids"]),
+        "extension_id": event.get("extension_id"),
+        "extension": event.get("extension"),
+        "phone_number": event.get("phone_number"),
+        "message_at": event.get("message_at"),
+        "duration_seconds": event.get("duration_seconds"),
+        "recording_url": event.get("recording_url"),
+    }
