@@ -38,20 +38,26 @@ class EventDedup:
 
     def check_and_add(self, event_id: str, seen_at: datetime) -> bool:
         """True when ``event_id`` is new (and remembers it), False for a duplicate within the retention."""
-        if event_id in self._bucket_of:
-            return False
         at_ms = int(seen_at.timestamp() * 1000)
-        bucket = at_ms // self._bucket_ms
-        self._bucket_of[event_id] = bucket
-        self._buckets.setdefault(bucket, set()).add(event_id)
+        # Advance first: an id older than the retention at this watermark is new again, not a duplicate.
         if self._watermark_ms is None or at_ms > self._watermark_ms:
             self._watermark_ms = at_ms
             self._expire()
+        if event_id in self._bucket_of:
+            return False
+        bucket = at_ms // self._bucket_ms
+        if bucket < self._oldest_kept():
+            return True  # already beyond the retention: storing it would only delay its expiry
+        self._bucket_of[event_id] = bucket
+        self._buckets.setdefault(bucket, set()).add(event_id)
         return True
 
-    def _expire(self) -> None:
+    def _oldest_kept(self) -> int:
         assert self._watermark_ms is not None
-        oldest_kept = (self._watermark_ms - self._retention_ms) // self._bucket_ms
+        return (self._watermark_ms - self._retention_ms) // self._bucket_ms
+
+    def _expire(self) -> None:
+        oldest_kept = self._oldest_kept()
         # Few buckets (retention / bucket + 1), so scanning them on watermark progress is cheap.
         for bucket in [b for b in self._buckets if b < oldest_kept]:
             for event_id in self._buckets.pop(bucket):

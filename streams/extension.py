@@ -1,8 +1,9 @@
 """Extension (ramal) and DID real-time events -> the latest state of each extension call (ExtensionCall).
 
-Same merge rules as the two-leg correlator: last-writer-wins registers ordered by ``(as-of time, progress, event_id)``
-where as-of = ``created + total_seconds`` (the events carry no event time of their own), each status with the
-earliest time it was seen, answer time as a minimum. ``version`` = number of distinct events.
+Same merge rules as the two-leg correlator: last-writer-wins registers ordered by
+``(as-of time, progress, event_id)`` where as-of = ``created + total_seconds`` (the events carry no event time
+of their own), each status with the earliest time it was seen, answer time as a minimum. ``version`` = number
+of distinct events.
 """
 
 from __future__ import annotations

@@ -244,6 +244,8 @@ class MetricsState:
     def __init__(self) -> None:
         self.windows: dict[WindowKey, Aggregate] = {}
         self.entities: dict[str, dict[str, Any]] = {}
+        # Windows before this were dropped: late records must not resurrect them with partial sums.
+        self.expired_before_ms = 0
 
     def upsert(self, record: Record, entity: str, now: datetime) -> set[WindowKey]:
         """Apply a record version; returns the windows whose value changed (to be emitted)."""
@@ -253,7 +255,11 @@ class MetricsState:
             return set()
         new = contributions(record, entity)
         old: dict[WindowKey, Contribution] = previous["contributions"] if previous else {}
-        changed = {key for key in old.keys() | new.keys() if old.get(key) != new.get(key)}
+        changed = {
+            key
+            for key in old.keys() | new.keys()
+            if old.get(key) != new.get(key) and key[2] >= self.expired_before_ms
+        }
         for key in changed:
             aggregate = self.windows.setdefault(key, new_aggregate())
             if key in old:
@@ -271,7 +277,8 @@ class MetricsState:
 
     def expire(self, before: datetime) -> None:
         """Forget windows that start before ``before`` and entities that only touched such windows."""
-        limit = _ms(before)
+        limit = max(self.expired_before_ms, _ms(before))
+        self.expired_before_ms = limit
         self.windows = {k: v for k, v in self.windows.items() if k[2] >= limit}
         self.entities = {
             k: v for k, v in self.entities.items() if any(key[2] >= limit for key in v["contributions"])
@@ -280,6 +287,7 @@ class MetricsState:
     def to_json(self) -> str:
         return codec.dumps(
             {
+                "expired_before_ms": self.expired_before_ms,
                 "windows": [[list(k), v] for k, v in self.windows.items()],
                 "entities": {
                     k: {
@@ -295,6 +303,7 @@ class MetricsState:
     def from_json(cls, text: str | bytes) -> MetricsState:
         data = codec.loads(text)
         state = cls()
+        state.expired_before_ms = data.get("expired_before_ms", 0)
         state.windows = {_key(k): v for k, v in data["windows"]}
         state.entities = {
             k: {"version": v["version"], "contributions": {_key(w): c for w, c in v["contributions"]}}

@@ -85,7 +85,15 @@ def _plan(sample: Sample, call_id: int, t0: int, outcome: str) -> Call:
     a_ring = t0 + 1
     if outcome == "a_no_answer":
         a_fail = a_ring + rng.randint(25, 35)
-        a = Leg(a_number, a_tipo, t0, a_ring, fail=a_fail, fail_status="sem resposta", fail_reason="18. sem resposta")
+        a = Leg(
+            a_number,
+            a_tipo,
+            t0,
+            a_ring,
+            fail=a_fail,
+            fail_status="sem resposta",
+            fail_reason="18. sem resposta",
+        )
         b = Leg(sample.phone(b_tipo), b_tipo, None, None)
         end = a_fail
     else:
@@ -95,21 +103,40 @@ def _plan(sample: Sample, call_id: int, t0: int, outcome: str) -> Call:
         b_number = sample.phone(b_tipo)
         if outcome == "answered":
             b_answer = b_ring + rng.randint(3, 15)
-            # A talks from its own answer on: keep both legs' talk under a minute (billing evidence, timeline.billing).
+            # A talks from its own answer on: keep both legs' talk under a minute (see timeline.billing).
             end = b_answer + rng.randint(1, 59 - (b_answer - a_answer))
             b = Leg(b_number, b_tipo, b_ring, b_ring, answer=b_answer)
         elif outcome == "busy":
             b_fail = b_ring + rng.randint(2, 6)
-            b = Leg(b_number, b_tipo, b_ring, b_ring, fail=b_fail, fail_status="ocupado",
-                    fail_reason=rng.choice(("17. ocupado", "indefinido")))
+            b = Leg(
+                b_number,
+                b_tipo,
+                b_ring,
+                b_ring,
+                fail=b_fail,
+                fail_status="ocupado",
+                fail_reason=rng.choice(("17. ocupado", "indefinido")),
+            )
             end = b_fail + 1
         else:
             b_fail = b_ring + rng.randint(25, 35)
-            b = Leg(b_number, b_tipo, b_ring, b_ring, fail=b_fail, fail_status="sem resposta",
-                    fail_reason="18. sem resposta")
+            b = Leg(
+                b_number,
+                b_tipo,
+                b_ring,
+                b_ring,
+                fail=b_fail,
+                fail_status="sem resposta",
+                fail_reason="18. sem resposta",
+            )
             end = b_fail + 1
     return Call(
-        id=call_id, client=rng.choice(CLIENTS), created=t0, end=end, a=a, b=b,
+        id=call_id,
+        client=rng.choice(CLIENTS),
+        created=t0,
+        end=end,
+        a=a,
+        b=b,
         tags=rng.choice((None, "", f"pedido-{rng.randint(900, 999)}", "campanha-nov")),
         record=rng.random() < 0.3,
         origin_extension_id=rng.randint(86000, 87999) if a_tipo == "ramal" else None,
@@ -123,14 +150,19 @@ def _changes(call: Call) -> set[int]:
 
 
 def _event_leg(leg: Leg, t: int, end: int) -> dict[str, Any]:
-    """"Objeto Perna de Ligação" (notes §1b): a leg not dialled yet carries only its type and number."""
+    """ "Objeto Perna de Ligação" (notes §1b): a leg not dialled yet carries only its type and number."""
     if leg.created is None or t < leg.created:
         return {"tipo": leg.tipo, "numero": leg.number}
     state: dict[str, Any] = {"data_criacao": naive_local(leg.created)}
     if leg.ring is not None and t >= leg.ring:
         state["data_inicio"] = naive_local(leg.ring)
     status = leg.status(t)
-    state |= {"tipo": leg.tipo, "ativo": leg.answered_by(t) and t < end, "numero": leg.number, "status": status}
+    state |= {
+        "tipo": leg.tipo,
+        "ativo": leg.answered_by(t) and t < end,
+        "numero": leg.number,
+        "status": status,
+    }
     if status in ("preparando", "chamando"):
         return state
     if leg.answer is not None and t >= leg.answer:
@@ -152,8 +184,9 @@ def _leg_event(call: Call, t: int) -> dict[str, Any]:
     }
 
 
-def _call_object(call: Call, active: bool, origin: dict[str, Any], destination: dict[str, Any],
-                 recording: str | None) -> dict[str, Any]:
+def _call_object(
+    call: Call, active: bool, origin: dict[str, Any], destination: dict[str, Any], recording: str | None
+) -> dict[str, Any]:
     return {
         "id": call.id,
         "data_criacao": with_offset(call.created),
@@ -186,8 +219,9 @@ def _snapshot_leg(leg: Leg, since: int, t: int) -> dict[str, Any]:
 
 def _snapshot(call: Call, t: int) -> dict[str, Any]:
     # Leg B exists (preparando) from the call's creation on, one second behind A as in the provider's example.
-    return _call_object(call, True, _snapshot_leg(call.a, call.created, t), _snapshot_leg(call.b, call.created + 1, t),
-                        None)
+    return _call_object(
+        call, True, _snapshot_leg(call.a, call.created, t), _snapshot_leg(call.b, call.created + 1, t), None
+    )
 
 
 def _final_leg(leg: Leg, since: int, end: int) -> dict[str, Any]:
@@ -215,5 +249,10 @@ def _final_leg(leg: Leg, since: int, end: int) -> dict[str, Any]:
 
 def _final(sample: Sample, call: Call) -> dict[str, Any]:
     recording = sample.recording(call.id, call.client[0]) if call.record else None
-    return _call_object(call, False, _final_leg(call.a, call.created, call.end),
-                        _final_leg(call.b, call.created + 1, call.end), recording)
+    return _call_object(
+        call,
+        False,
+        _final_leg(call.a, call.created, call.end),
+        _final_leg(call.b, call.created + 1, call.end),
+        recording,
+    )

@@ -1,4 +1,4 @@
-"""What every sample builder shares: the clock and its five timestamp shapes, the id sequences, the billing rule
+"""What every sample builder shares: the clock and its timestamp shapes, the id sequences, the billing rule
 and the list of deliveries."""
 
 from __future__ import annotations
@@ -47,8 +47,9 @@ def hms(seconds: int) -> str:
 
 
 def billing(tipo: str, talk: int) -> tuple[int, float | int]:
-    """(billed seconds, price) of one leg. The billing evidence (notes §3d) only covers talk up to 59 s: 1-59 s
-    are billed as one minute at the per-minute price of the phone type, no talk is free. Builders stay inside it."""
+    """(billed seconds, price) of one leg. The billing evidence (notes §3d) only covers talk up to 59 s:
+    1-59 s are billed as one minute at the per-minute price of the phone type, no talk is free. Builders stay
+    inside it."""
     if talk == 0:
         return 0, 0
     if not 0 < talk < 60:
@@ -68,9 +69,14 @@ class Sample:
     rng: random.Random
     deliveries: list[Delivery] = field(default_factory=list)
     # Ids of the entities that have their own counters (notes §5: calls, SMS and torpedos share the main one).
-    counters: dict[str, int] = field(default_factory=lambda: {
-        "conference": 42870, "voicemail": 1408, "sms_reply": 16340, "validation": 430,
-    })
+    counters: dict[str, int] = field(
+        default_factory=lambda: {
+            "conference": 42870,
+            "voicemail": 1408,
+            "sms_reply": 16340,
+            "validation": 430,
+        }
+    )
 
     def send(self, at: float, kind: str, body: dict[str, Any]) -> None:
         # Network and provider queueing: a fraction of a second, so one entity's events keep their order.

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
-from confluent_kafka import Consumer, Message
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from starlette.applications import Starlette
 
 from broker.config import consumer_config
@@ -35,24 +35,31 @@ def serve(app: Starlette) -> Iterator[str]:
         thread.join(10)
 
 
-def read_topic(bootstrap: str, topic: str, *, min_messages: int = 1, timeout: float = 20.0,
-               settle: float = 0.0) -> list[Message]:
-    """Every message of `topic` from the beginning; waits for at least `min_messages`, then `settle` seconds more
-    so that unexpected extra messages (duplicates) show up too."""
+def read_topic(bootstrap: str, topic: str, *, timeout: float = 20.0, settle: float = 0.0) -> list[Message]:
+    """Every message of `topic` up to the end of each partition as of the call (plus what arrives during
+    `settle` seconds more, so that late duplicates show up too)."""
     consumer = Consumer(consumer_config(bootstrap, f"test-{uuid.uuid4().hex}"))
-    consumer.subscribe([topic])
-    found: list[Message] = []
-    deadline = time.monotonic() + timeout
-    settle_until: float | None = None
     try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends: dict[int, int] = {}
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high > low:
+                ends[p] = high
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        found: list[Message] = []
+        deadline = time.monotonic() + timeout
+        settle_until: float | None = None
         while time.monotonic() < deadline:
-            msg = consumer.poll(0.2)
+            msg = consumer.poll(0.1)
             if msg is not None and msg.error() is None:
                 found.append(msg)
-            if len(found) >= min_messages and settle_until is None:
+                if msg.offset() + 1 >= ends.get(msg.partition(), 0):
+                    ends.pop(msg.partition(), None)
+            if not ends and settle_until is None:
                 settle_until = time.monotonic() + settle
             if settle_until is not None and time.monotonic() >= settle_until:
-                break
+                return found
+        raise TimeoutError(f"{topic}: partitions {sorted(ends)} not read to their end within {timeout}s")
     finally:
         consumer.close()
-    return found

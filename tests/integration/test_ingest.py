@@ -50,8 +50,8 @@ def endpoint(kafka: str) -> Iterator[str]:
         yield url
 
 
-def by_event_id(bootstrap: str, topic: str, eid: str, settle: float = 0.0, timeout: float = 20) -> list[Any]:
-    return [m for m in read_topic(bootstrap, topic, timeout=timeout, settle=settle)
+def by_event_id(bootstrap: str, topic: str, eid: str, settle: float = 0.0) -> list[Any]:
+    return [m for m in read_topic(bootstrap, topic, settle=settle)
             if dict(m.headers() or []).get("event_id") == eid.encode()]
 
 
@@ -99,12 +99,12 @@ def test_registry_framing_round_trips(kafka: str, registry_url: str) -> None:
 def dead_letters_with(kafka: str, marker: bytes, settle: float) -> list[dict[str, Any]]:
     codec = SingleObjectCodec()
     found = [codec.decode(topics.DEADLETTER.name, m.value()) for m in read_topic(kafka, topics.DEADLETTER.name,
-                                                                                  timeout=10, settle=settle)]
+                                                                                  settle=settle)]
     return [d for d in found if marker in d["body"]]
 
 
 def raw_with(kafka: str, marker: bytes) -> list[Any]:
-    return [m for m in read_topic(kafka, topics.RAW.name, timeout=5, settle=2) if marker in m.value()]
+    return [m for m in read_topic(kafka, topics.RAW.name, settle=1) if marker in m.value()]
 
 
 @pytest.mark.parametrize(

@@ -359,7 +359,7 @@ def extension_events(draw: st.DrawFn) -> list[Record]:
         extension_json=None, disconnect_code=None, disconnect_text="indefinido", disconnect_raw="indefinido"
     )
     answer_at = created + timedelta(seconds=ring) if answered else None
-    states = [("chamando", False, 0, 0, None)]
+    states: list[tuple[str, bool, int, int, datetime | None]] = [("chamando", False, 0, 0, None)]
     if answered:
         states += [("atendida", True, ring, 0, answer_at), ("atendida", False, ring + talk, talk, answer_at)]
     else:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -56,7 +58,7 @@ def without(record: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in fields}
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), flow=call_flows())
 def test_record_is_independent_of_order_and_duplication(data: st.DataObject, flow: CallFlow) -> None:
     clean = build_record(fold(flow.events))
@@ -432,3 +434,56 @@ def test_balance_spend_since_last_alert() -> None:
     assert record["spend_since_alert"] == Decimal("0.79") and record["spend_items"] == 2
     assert record["alert_count"] == 1
     assert_valid_out("BalanceStatus", record)
+
+
+# --- contract with the normalizer: every provider fixture flows through the domain logic
+
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "webhooks"
+RECEIVED = datetime(2019, 9, 6, 20, 0, tzinfo=UTC)
+
+
+def _normalized(kind: str) -> list[dict[str, Any]]:
+    normalize = pytest.importorskip("schemas.normalize")
+    return [
+        normalize.normalize(kind, TENANT, json.loads(path.read_text()), RECEIVED).record
+        for path in sorted((FIXTURES / kind).glob("*.json"))
+    ]
+
+
+@pytest.mark.parametrize("kind", sorted(p.name for p in FIXTURES.iterdir()) if FIXTURES.is_dir() else [])
+def test_provider_fixtures_map_to_valid_output_records(kind: str) -> None:
+    for event in _normalized(kind):
+        if kind in correlate.CALL_KINDS:
+            state, record = emit(apply(None, event), RECEIVED + TIMEOUT, TIMEOUT)
+            assert record is not None
+            assert_valid_out("Call", rate_call(record, DEFAULT_PLAN))
+            assert record["provisional"] == (kind != "chamada_fim")
+        elif kind in single_leg.KINDS:
+            record = rate_single_leg(single_leg.to_record(single_leg.apply(None, event)), DEFAULT_PLAN)
+            assert_valid_out("SingleLegCall", record)
+        elif kind in ("ramal_evento", "did_evento"):
+            assert_valid_out("ExtensionCall", extension.to_record(extension.apply(None, event)))
+        elif kind in ("envio_sms", "resposta_sms"):
+            assert_valid_out("Sms", rate_sms(sms.to_record(sms.apply(None, event)), DEFAULT_PLAN))
+        elif kind == "conferencia_evento":
+            state, who = conference.apply(None, event)
+            assert_valid_out("ConferenceSession", conference.to_record(state, who))
+        elif kind == "voicemail":
+            assert_valid_out("VoicemailRecord", voicemail.to_record(voicemail.apply(None, event)))
+        elif kind == "valida_numero":
+            assert_valid_out("NumberValidationRecord", validation.to_record(validation.apply(None, event)))
+        elif kind == "aviso_saldo":
+            assert_valid_out("BalanceStatus", balance.to_record(balance.apply_alert(None, event), RECEIVED))
+        else:
+            pytest.fail(f"no domain mapping for {kind}")
+
+
+def test_fixture_busy_call_is_rated_like_the_provider() -> None:
+    events = _normalized("chamada_fim")
+    by_status = {e["destination"]["status"]: e for e in events if e["destination"]}
+    busy = rate_call(build_record(apply(None, by_status["ocupado"])), DEFAULT_PLAN)
+    assert busy["destination"]["rated_cost"] == Decimal("0.00")
+    assert busy["destination"]["price_mismatch"] is False
+    answered = rate_call(build_record(apply(None, by_status["atendida"])), DEFAULT_PLAN)
+    assert answered["destination"]["rated_billed_seconds"] == answered["destination"]["billed_seconds"]

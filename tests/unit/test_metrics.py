@@ -13,6 +13,7 @@ from streams.causes import is_network_failure
 from streams.correlate import apply, build_record
 from streams.metrics import (
     ENTITY_CALL,
+    ENTITY_SINGLE_LEG,
     ENTITY_SMS,
     MetricsState,
     is_empty,
@@ -50,7 +51,7 @@ def call_sets(draw: st.DrawFn) -> list[CallFlow]:
     return [draw(call_flows(call_id=i + 1)) for i in range(n)]
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), flows=call_sets())
 def test_incremental_with_replaced_versions_equals_direct(data: st.DataObject, flows: list[CallFlow]) -> None:
     finals = [versions_of(flow)[-1] for flow in flows]
@@ -153,3 +154,43 @@ def test_sms_contribution() -> None:
     (minute,) = [r for r in state.records() if r["window_size"] == "1m" and r["dimension"] == "tenant"]
     assert (minute["sms_sent"], minute["sms_delivered"], minute["sms_failed"]) == (1, 0, 1)
     assert minute["sms_cost"] == Decimal("0.00") and minute["version"] == 2
+
+
+def test_single_leg_calls_count_as_calls_of_their_tipo() -> None:
+    started = datetime(2024, 3, 1, 12, 0, 30, tzinfo=UTC)
+    record = {
+        "tenant": TENANT,
+        "call_id": 9,
+        "version": 1,
+        "client_id": None,
+        "type": "movel",
+        "status": "ocupado",
+        "answered": False,
+        "started_at": started,
+        "end_at": started + timedelta(seconds=20),
+        "talk_seconds": 0,
+        "disconnect_code": 17,
+        "disconnect_text": "ocupado",
+        "rated_billed_seconds": 0,
+        "rated_cost": Decimal("0.00"),
+        "price": Decimal(0),
+    }
+    state = MetricsState()
+    state.upsert(record, ENTITY_SINGLE_LEG, NOW)
+    (window,) = [r for r in state.records() if r["window_size"] == "1m" and r["dimension"] == "tipo"]
+    assert window["dimension_value"] == "movel" and window["calls"] == 1 and window["asr"] == 0
+    assert window["ner"] == 1 and window["disconnect_causes"] == {"17": 1}
+    assert window["peak_concurrent_calls"] == 1
+    assert_valid_out("MetricWindow", window)
+
+
+@settings(max_examples=10, deadline=None)
+@given(flow=call_flows(call_id=3))
+def test_expired_windows_are_not_resurrected_by_late_versions(flow: CallFlow) -> None:
+    versions = versions_of(flow)
+    state = MetricsState()
+    state.upsert(versions[0], ENTITY_CALL, NOW)
+    state.expire(flow.end + timedelta(days=1))
+    assert state.windows == {}
+    assert state.upsert(versions[-1], ENTITY_CALL, NOW) == set()
+    assert MetricsState.from_json(state.to_json()).expired_before_ms == state.expired_before_ms

@@ -10,7 +10,7 @@ from schemas import topics
 from sinks.avro import AvroSchemaError, parse_record
 from sinks.ddl import clickhouse_type, cluster_ddl, create_table, create_view
 from sinks.rows import RowError, flatten, to_row
-from sinks.tables import Engine, TableRule, build_spec, catalog
+from sinks.tables import Engine, TableRule, TableSpec, build_spec, catalog
 
 LEG = {
     "type": "record",
@@ -24,7 +24,7 @@ LEG = {
         },
     ],
 }
-THING = {
+THING: dict[str, Any] = {
     "type": "record",
     "name": "Thing",
     "namespace": "test.v1",
@@ -76,7 +76,7 @@ def record(**overrides: Any) -> dict[str, Any]:
     return {**base, **overrides}
 
 
-def spec():  # type: ignore[no-untyped-def]
+def spec() -> TableSpec:
     rule = TableRule("things", topics.OUT_CALLS, Engine.VERSIONED, ("tenant", "thing_id"))
     return build_spec(rule, parse_record(THING))
 
@@ -191,8 +191,8 @@ def test_cluster_variant_is_replicated_distributed_and_sharded_by_identity() -> 
     local, distributed, view = cluster_ddl([spec()])
     assert "CREATE TABLE IF NOT EXISTS `things_local` ON CLUSTER '{cluster}'" in local
     assert (
-        "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/things_local', '{replica}', `version`)"
-        in local
+        "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/things_local', '{replica}', "
+        "`version`)" in local
     )
     assert (
         "Distributed('{cluster}', currentDatabase(), 'things_local', cityHash64(`tenant`, `thing_id`))"
