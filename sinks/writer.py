@@ -108,6 +108,11 @@ class Writer:
         self._dead_letter(batch, failures)
         return WriteResult(inserted, len(failures))
 
+    def reject(self, batch: Batch, error: Exception) -> WriteResult:
+        """Dead-letter every record of the batch (e.g. messages that could not even be decoded)."""
+        self._dead_letter(batch, [_Failure(entry, error) for entry in batch.entries])
+        return WriteResult(0, len(batch.entries))
+
     def _insert_isolating(
         self, spec: TableSpec, rows: Sequence[tuple[Entry, list[Any]]], token: str, failures: list[_Failure]
     ) -> int:

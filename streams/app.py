@@ -31,7 +31,7 @@ from schemas.topics import Topic
 from streams import codec as state_codec
 from streams import conference, correlate, extension, single_leg, sms, validation, voicemail
 from streams import balance as balance_state
-from streams.metrics import ENTITY_CALL, ENTITY_SMS, MetricsState
+from streams.metrics import ENTITY_CALL, ENTITY_SINGLE_LEG, ENTITY_SMS, MetricsState
 from streams.rating import rate_call, rate_single_leg, rate_sms
 from streams.records import Record
 from streams.settings import Settings
@@ -43,6 +43,15 @@ TICKS = "callpipe-streams-ticks"
 TENANT_FEED = "callpipe-streams-tenant-feed"
 TABLES = ("calls", "open_calls", "single_leg", "extensions", "sms", "conferences", "voicemails",
           "validations", "tenant_metrics", "tenant_balance")
+# Which derived records feed the per-tenant agent, and how each adds to the spend since the last balance alert.
+FEEDS = {topics.OUT_SMS.name: ENTITY_SMS, topics.OUT_SINGLE_LEG_CALLS.name: ENTITY_SINGLE_LEG}
+SPEND: dict[str, Callable[[Any, Record], Any]] = {
+    ENTITY_CALL: balance_state.apply_call,
+    ENTITY_SMS: balance_state.apply_sms,
+    ENTITY_SINGLE_LEG: lambda state, record: balance_state.apply_spend(
+        state, record["tenant"], f"single_leg:{record['call_id']}", record["version"], record["end_at"],
+        record["rated_cost"]),
+}
 ENTITY_TOPICS = tuple(t for t in topics.INPUT_TOPICS if t is not topics.BALANCE_ALERTS)
 
 
@@ -82,7 +91,8 @@ def create_app(settings: Settings) -> faust.App:
     plan = settings.rating_plan
 
     def table(name: str) -> Any:
-        return app.Table(name, default=None, partitions=PARTITIONS, key_serializer="raw", value_serializer="raw")
+        # str keys (JSON on the changelog), raw bytes values: the domain modules' own JSON (streams/codec.py).
+        return app.Table(name, default=None, partitions=PARTITIONS, key_type=str, value_type=bytes)
 
     calls, open_calls = table("calls"), table("open_calls")
     entity_tables = {name: table(name) for name in
@@ -123,12 +133,16 @@ def create_app(settings: Settings) -> faust.App:
         state, record = correlate.emit(state, now, settings.inactivity_timeout)
         if record is None:
             return state
-        calls[key] = correlate.to_json(state)
+        calls[key] = correlate.to_json(state).encode()
         rated = rate_call(record, plan)
         await publish(Output(topics.OUT_CALLS, key, rated))
-        await tenant_feed.send(key=rated["tenant"].encode(),
-                               value=state_codec.dumps({"entity": ENTITY_CALL, "record": rated}).encode())
+        await feed_tenant(ENTITY_CALL, rated)
         return state
+
+    async def feed_tenant(entity: str, record: Record) -> None:
+        """Rated records, re-keyed by tenant for the per-tenant metrics and balance."""
+        await tenant_feed.send(key=record["tenant"].encode(),
+                               value=state_codec.dumps({"entity": entity, "record": record}).encode())
 
     def track_open(partition: int, key: str, state: correlate.CallState) -> None:
         slot = f"p{partition}"
@@ -139,7 +153,7 @@ def create_app(settings: Settings) -> faust.App:
         else:
             open_set.add(key)
         if changed:
-            open_calls[slot] = state_codec.dumps(sorted(open_set))
+            open_calls[slot] = state_codec.dumps(sorted(open_set)).encode()
 
     async def on_call_event(event: EventT, record: Record) -> None:
         key = str(record["call_id"])
@@ -147,7 +161,7 @@ def create_app(settings: Settings) -> faust.App:
         state = correlate.apply(before, record)
         if state is before:  # a duplicate: nothing new to store or emit
             return
-        calls[key] = correlate.to_json(state)
+        calls[key] = correlate.to_json(state).encode()
         state = await emit_call(key, state, record["received_at"])
         track_open(event.message.partition, key, state)
 
@@ -196,11 +210,11 @@ def create_app(settings: Settings) -> faust.App:
         key = str(fold.key(record))
         result = fold.apply(load(store, key), record)
         state = result[0] if isinstance(result, tuple) else result
-        store[key] = state_codec.dumps(state)
+        store[key] = state_codec.dumps(state).encode()
         for output in fold.outputs(result, record):
-            if output.topic is topics.OUT_SMS:
-                await tenant_feed.send(key=output.record["tenant"].encode(), value=state_codec.dumps(
-                    {"entity": ENTITY_SMS, "record": output.record}).encode())
+            entity = FEEDS.get(output.topic.name)
+            if entity is not None:
+                await feed_tenant(entity, output.record)
             await publish(output)
 
     @app.agent(entity_source)
@@ -233,13 +247,15 @@ def create_app(settings: Settings) -> faust.App:
                     tenant = record["tenant"]
                     metrics = _metrics(tenant_metrics.get(tenant))
                     changed = metrics.upsert(record, entity, now)
-                    metrics.expire(now - settings.metrics_retention)
-                    tenant_metrics[tenant] = metrics.to_json()
+                    # Expire by event time, not wall clock, so that replaying old webhooks still yields metrics.
+                    newest = max(window[2] for window in metrics.windows) if metrics.windows else None
+                    if newest is not None:
+                        metrics.expire(datetime.fromtimestamp(newest / 1000, UTC) - settings.metrics_retention)
+                    tenant_metrics[tenant] = metrics.to_json().encode()
                     for window in metrics.records(changed & metrics.windows.keys()):
                         await publish(Output(topics.OUT_METRICS, _window_key(window), window))
-                    apply = balance_state.apply_call if entity == ENTITY_CALL else balance_state.apply_sms
-                    bal = apply(load(tenant_balance, tenant), record)
-                tenant_balance[tenant] = state_codec.dumps(bal)
+                    bal = SPEND[entity](load(tenant_balance, tenant), record)
+                tenant_balance[tenant] = state_codec.dumps(bal).encode()
                 await publish(Output(topics.OUT_BALANCE, tenant, balance_state.to_record(bal, now)))
             except (ValueError, KeyError, TypeError) as exc:
                 await dead_letter(event, exc)

@@ -19,7 +19,9 @@ from pathlib import Path
 from broker.admin import TopicSpec, ensure_topics
 from deploy.local import stack
 from schemas import topics
-from sinks import sql
+from sinks.query_server import DEFAULT_PORT, HOST
+from sinks.sql import ask_server
+from sinks.tables import catalog
 
 ROOT = stack.ROOT
 SAMPLE = ROOT / "deploy" / "sample" / "webhooks.jsonl"
@@ -65,6 +67,27 @@ class Pipeline:
             stack.down(self.data)
 
 
+def _counts_sql() -> str:
+    views = [spec.view for spec in catalog().tables if spec.view]
+    return " UNION ALL ".join(f"SELECT '{view}' AS view, count() AS rows FROM {view}" for view in views)
+
+
+def wait_for_rows(sink_url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = ask_server(sink_url, f"SELECT sum(rows) FROM ({_counts_sql()})", "TSV")
+        if answer and int(answer.split()[-1]) > 0:  # TSV with a header line
+            return
+        time.sleep(0.5)
+    raise stack.StackError(f"no row reached ClickHouse within {timeout:.0f}s: read the logs in .data/logs")
+
+
+def landed(sink_url: str) -> str:
+    """What landed, as an analyst sees it: rows per view (latest versions only)."""
+    answer = ask_server(sink_url, f"SELECT * FROM ({_counts_sql()}) ORDER BY view", "Pretty")
+    return (answer or b"").decode()
+
+
 def _env(data: Path, bootstrap: str, registry: str | None) -> dict[str, str]:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PYTHONUNBUFFERED": "1"}
     env.setdefault("CLICKHOUSE_URL", f"chdb://{(data / 'clickhouse').resolve()}")
@@ -102,20 +125,19 @@ def main() -> int:
         pipeline.spawn("streams", "streams")
         pipeline.spawn("ingest", "ingest")
         ingest_url = f"http://127.0.0.1:{pipeline.env.get('INGEST_PORT', '8080')}"
-        sink_url = sql.server_url(pipeline.env)
-        pipeline.wait_http("sink", f"{sink_url}/healthz")
+        sink_url = f"http://{HOST}:{pipeline.env.get('SINK_QUERY_PORT', DEFAULT_PORT)}"
+        pipeline.wait_http("sink", f"{sink_url}/health")
         pipeline.wait_http("ingest", f"{ingest_url}/readyz")
         tenant, secret = pipeline.env["INGEST_TENANTS"].split(",")[0].split(":", 1)
         stack.say(f"replaying the bundled sample {SAMPLE.relative_to(ROOT)} through {ingest_url}")
         subprocess.run([sys.executable, "-m", "ingest.replay", "--post", ingest_url, "--tenant", tenant,
                         "--secret", secret, str(SAMPLE)], env=pipeline.env, check=True)
-        first_row = sql.wait_for_rows(sink_url, timeout=60)
+        wait_for_rows(sink_url, timeout=60)
         stack.say(f"first rows visible in ClickHouse {time.monotonic() - t0:.1f}s after start")
-        time.sleep(3)  # let the streams stage emit its records too
-        print(sql.landed_summary(sink_url), flush=True)
+        time.sleep(5)  # let the streams stage emit its records too
+        print(landed(sink_url), flush=True)
         stack.say(f"serving: webhooks at {ingest_url}/hooks/{tenant}/<secret>/<kind>, "
                   f"ad-hoc SQL with `.venv/bin/python -m sinks.sql \"SELECT ...\"`; Ctrl-C stops everything")
-        del first_row
         while all(proc.poll() is None for _, proc in pipeline.children):
             time.sleep(1)
         dead = [name for name, proc in pipeline.children if proc.poll() is not None]

@@ -1,0 +1,1 @@
+"""Hand-run benchmarks (not tests); figures are recorded in bench/RESULTS.md."""

@@ -1,0 +1,60 @@
+"""Server side of the ingest benchmark, one process per endpoint, both on the same stack (uvicorn, uvloop,
+httptools, one worker): the real ingest app, or a bare Starlette app that only answers 200 (the baseline that
+shows what the HTTP stack alone costs).
+
+    python -m bench.ingest_servers {ingest,baseline} --port P [--bootstrap B] [--profile FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ingest.app import create_app
+from ingest.settings import Settings
+
+TENANT = "bench"
+SECRET = "bench-secret-not-for-production"
+
+
+def baseline_app() -> Starlette:
+    async def accept(request: Request) -> Response:
+        return Response(b'{"status":"accepted"}', media_type="application/json")
+
+    return Starlette(routes=[Route("/hooks/{tenant}/{kind}", accept, methods=["POST"])])
+
+
+def ingest_app(bootstrap: str) -> Starlette:
+    settings = Settings(host="127.0.0.1", port=0, kafka_bootstrap=bootstrap, schema_registry_url=None,
+                        tenants={TENANT: SECRET}, max_body_bytes=256 * 1024, max_json_depth=16,
+                        kafka_timeout_s=5.0, retry_after_s=5, log_level="WARNING")
+    return create_app(settings)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest_servers")
+    parser.add_argument("app", choices=["ingest", "baseline"])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument("--profile", help="write cProfile statistics of the event-loop thread to this file")
+    args = parser.parse_args()
+    app = ingest_app(args.bootstrap) if args.app == "ingest" else baseline_app()
+    config = uvicorn.Config(app, host="127.0.0.1", port=args.port, loop="uvloop", http="httptools",
+                            log_config=None, access_log=False)
+    server = uvicorn.Server(config)
+    if args.profile is None:
+        server.run()
+        return
+    profiler = cProfile.Profile()
+    profiler.runcall(server.run)  # uvicorn returns on SIGTERM, so the statistics get written
+    profiler.dump_stats(args.profile)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""The sink service: Kafka -> batches -> ClickHouse, committing offsets only after the insert is confirmed.
+
+Commit order (docs/DESIGN.md, "Sink"): decode -> buffer per (table, topic, partition) -> insert with the batch's
+deduplication token -> commit the offset after the batch, synchronously. While ClickHouse is unavailable the
+same batch is retried with back-off and nothing is committed. The process owns the embedded engine's data
+directory and serves read-only SQL beside it (sinks/query_server.py), so analysts can query while it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+from broker.config import consumer_config
+from schemas.codec import Codec, codec_from_settings
+from sinks.batcher import Batch, Batcher, Entry
+from sinks.clickhouse import connect
+from sinks.migrate import migrate
+from sinks.query_server import QueryServer
+from sinks.settings import Settings
+from sinks.tables import Catalog, catalog
+from sinks.writer import RetryableWriteError, Writer
+
+log = logging.getLogger("callpipe.sink")
+
+MAX_BACKOFF_S = 30.0
+T = TypeVar("T")
+
+
+def _headers(msg: Message) -> dict[str, str]:
+    return {k: (v or b"").decode("utf-8", "replace") for k, v in msg.headers() or []}
+
+
+class Sink:
+    def __init__(self, settings: Settings, stop: threading.Event, codec: Codec | None = None,
+                 tables: Catalog | None = None) -> None:
+        self.settings = settings
+        self.stop = stop
+        self.codec = codec or codec_from_settings(settings.schema_registry_url)
+        self.catalog = tables or catalog()
+        self.lock = threading.RLock()
+        self.client = connect(settings.clickhouse_url)
+        applied = migrate(self.client)
+        log.info("migrations applied", extra={"applied": [m.name for m in applied]})
+        self.writer = Writer(self.client, self.catalog, lock=self.lock)
+        self.batcher = Batcher(lambda topic: self.catalog.for_topic(topic).name,
+                               settings.max_rows, settings.max_bytes, settings.max_age_s)
+        self.query_server = QueryServer(connect(settings.clickhouse_url, readonly=True), self.lock,
+                                        port=settings.query_port)
+        self.consumer = Consumer(consumer_config(settings.kafka_bootstrap, settings.group_id,
+                                                 **{"max.poll.interval.ms": 600_000}))
+        self.rows_written = 0
+
+    @property
+    def topics(self) -> list[str]:
+        return [spec.topic for spec in self.catalog.tables]
+
+    def run(self) -> None:
+        self.query_server.start()
+        self.consumer.subscribe(self.topics, on_revoke=self._on_revoke, on_lost=self._on_lost)
+        log.info("sink started", extra={"topics": len(self.topics), "query_url": self.query_server.url})
+        try:
+            while not self.stop.is_set():
+                self._poll_once()
+            self._write_all(self.batcher.drain())
+        finally:
+            self.consumer.close()
+            self.query_server.stop()
+            self.client.close()
+
+    def _poll_once(self) -> None:
+        deadline = self.batcher.next_deadline()
+        timeout = 0.5 if deadline is None else min(0.5, max(0.0, deadline - time.monotonic()))
+        for msg in self.consumer.consume(num_messages=1000, timeout=timeout):
+            if msg.error() is not None:
+                log.warning("consumer error", extra={"error": str(msg.error())})
+                continue
+            self._add(msg)
+        self._write_all(self.batcher.ready(time.monotonic()))
+
+    def _add(self, msg: Message) -> None:
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        raw = msg.value() or b""
+        try:
+            record = self.codec.decode(topic, raw)
+        except Exception as exc:  # an undecodable message is kept, and must not stall its partition
+            table = self.catalog.for_topic(topic).name
+            bad = Batch(table, topic, partition, (Entry(offset, {}, raw, _headers(msg)),))
+            self._retrying(lambda: self.writer.reject(bad, exc), bad.token)
+            return
+        self.batcher.add(topic, partition, offset, record, raw, time.monotonic(), _headers(msg))
+
+    def _write_all(self, batches: list[Batch]) -> None:
+        for batch in batches:
+            result = self._retrying(lambda b=batch: self.writer.write(b), batch.token)
+            self.rows_written += result.rows_inserted
+            self._commit(batch)
+
+    def _retrying(self, write: Callable[[], T], token: str) -> T:
+        backoff = 0.5
+        while True:
+            try:
+                return write()
+            except RetryableWriteError as exc:
+                if self.stop.is_set():
+                    raise
+                log.error("ClickHouse write failed; retrying", extra={"batch": token, "error": str(exc),
+                                                                      "retry_in_s": backoff})
+                time.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    def _commit(self, batch: Batch) -> None:
+        try:
+            self.consumer.commit(offsets=[TopicPartition(batch.topic, batch.partition, batch.commit_offset)],
+                                 asynchronous=False)
+        except KafkaException as exc:
+            # Not fatal: the batch is in ClickHouse; if the commit is lost it is re-read and deduplicated.
+            log.warning("offset commit failed", extra={"batch": batch.token, "error": str(exc)})
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Write and commit what is buffered for partitions that move to another consumer."""
+        del consumer, partitions  # everything buffered is written: simpler, and equally correct for the rest
+        self._write_all(self.batcher.drain())
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Lost (not revoked): another consumer may already own them, so committing would be wrong.
+        for tp in partitions:
+            self.batcher.drop(tp.topic, tp.partition)

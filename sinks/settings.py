@@ -1,0 +1,36 @@
+"""Sink settings, all from environment variables (documented with their defaults in the README)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime import env
+from sinks.query_server import DEFAULT_PORT
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str
+    schema_registry_url: str | None
+    clickhouse_url: str
+    group_id: str
+    query_port: int
+    max_rows: int
+    max_bytes: int
+    max_age_s: float
+    log_level: str
+
+
+def from_env() -> Settings:
+    return Settings(
+        kafka_bootstrap=env.text("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+        schema_registry_url=env.optional("SCHEMA_REGISTRY_URL"),
+        clickhouse_url=env.text("CLICKHOUSE_URL", f"chdb://{Path('.data/clickhouse').resolve()}"),
+        group_id=env.text("SINK_GROUP_ID", "callpipe-sink"),
+        query_port=env.integer("SINK_QUERY_PORT", DEFAULT_PORT),
+        max_rows=env.integer("SINK_BATCH_MAX_ROWS", 10_000),
+        max_bytes=env.integer("SINK_BATCH_MAX_BYTES", 8 * 1024 * 1024),
+        max_age_s=env.number("SINK_BATCH_MAX_AGE_S", 1.0),
+        log_level=env.text("LOG_LEVEL", "INFO"),
+    )
