@@ -135,7 +135,7 @@ def create_app(settings: Settings) -> faust.App:
             return state
         calls[key] = correlate.to_json(state).encode()
         rated = rate_call(record, plan)
-        await publish(Output(topics.OUT_CALLS, key, rated))
+        await publish(Output(topics.OUT_CALLS, str(rated["call_id"]), rated))
         await feed_tenant(ENTITY_CALL, rated)
         return state
 
@@ -156,7 +156,7 @@ def create_app(settings: Settings) -> faust.App:
             open_calls[slot] = state_codec.dumps(sorted(open_set)).encode()
 
     async def on_call_event(event: EventT, record: Record) -> None:
-        key = str(record["call_id"])
+        key = _state_key(record, record["call_id"])
         before = load(calls, key)
         state = correlate.apply(before, record)
         if state is before:  # a duplicate: nothing new to store or emit
@@ -207,7 +207,7 @@ def create_app(settings: Settings) -> faust.App:
     async def on_entity_event(record: Record) -> None:
         fold = folds[record["kind"]]
         store = entity_tables[fold.table]
-        key = str(fold.key(record))
+        key = _state_key(record, fold.key(record))
         result = fold.apply(load(store, key), record)
         state = result[0] if isinstance(result, tuple) else result
         store[key] = state_codec.dumps(state).encode()
@@ -268,6 +268,12 @@ def create_app(settings: Settings) -> faust.App:
 
     del entities, tenants, tick  # registered on the app by their decorators
     return app
+
+
+def _state_key(record: Record, entity_id: Any) -> str:
+    """Provider ids are global, but tenants are isolated anyway: a replay of one tenant's webhooks under another
+    tenant must not merge into the first tenant's entities."""
+    return f"{record['tenant']}/{entity_id}"
 
 
 def _metrics(text: Any) -> MetricsState:
