@@ -30,7 +30,8 @@ def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], replication: int =
     existing = admin.list_topics(timeout=timeout).topics
     for name, spec in wanted.items():
         if name in existing and len(existing[name].partitions) != spec.partitions:
-            raise TopicMismatch(f"topic {name} has {len(existing[name].partitions)} partitions, expected {spec.partitions}")
+            have = len(existing[name].partitions)
+            raise TopicMismatch(f"topic {name} has {have} partitions, expected {spec.partitions}")
     missing = [
         NewTopic(spec.name, num_partitions=spec.partitions, replication_factor=replication, config=spec.config)
         for name, spec in wanted.items()

@@ -38,7 +38,9 @@ class AsyncProducer:
         while not self._closing.is_set():
             self._producer.poll(0.05)
 
-    def send(self, topic: str, key: bytes | None, value: bytes, headers: Headers | None = None) -> asyncio.Future[Message]:
+    def send(
+        self, topic: str, key: bytes | None, value: bytes, headers: Headers | None = None
+    ) -> asyncio.Future[Message]:
         """Queue one write; the future resolves with the acknowledged message or fails with DeliveryError."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Message] = loop.create_future()

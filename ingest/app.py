@@ -100,7 +100,8 @@ class Ingest:
         return JSONResponse({"status": "accepted", "event_id": outcome.event_id})
 
     async def unknown_kind(self, request: Request) -> Response:
-        return _error(404, "unknown_kind", f"no webhook kind at {request.url.path}; kinds: {', '.join(topics.KIND_TOPICS)}")
+        kinds = ", ".join(topics.KIND_TOPICS)
+        return _error(404, "unknown_kind", f"no webhook kind at {request.url.path}; kinds: {kinds}")
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})

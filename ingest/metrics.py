@@ -20,6 +20,7 @@ class IngestMetrics:
             "callpipe_ingest_kafka_delivery_errors", "Writes that Kafka did not acknowledge", registry=self.registry,
         )
         self.dead_letters = Counter(
-            "callpipe_ingest_dead_letters", "Payloads written to the dead-letter topic", ["kind"], registry=self.registry,
+            "callpipe_ingest_dead_letters", "Payloads written to the dead-letter topic", ["kind"],
+            registry=self.registry,
         )
         self.in_flight = Gauge("callpipe_ingest_in_flight", "Requests being handled", registry=self.registry)

@@ -27,7 +27,9 @@ def parse_tenants(spec: str) -> dict[str, str]:
     for item in filter(None, (part.strip() for part in spec.split(","))):
         tenant, sep, secret = item.partition(":")
         if not sep or not tenant or len(secret) < 8:
-            raise SystemExit(f"error: INGEST_TENANTS entry {tenant or item!r} must be tenant:secret (secret >= 8 chars)")
+            raise SystemExit(
+                f"error: INGEST_TENANTS entry {tenant or item!r} must be tenant:secret (secret >= 8 chars)"
+            )
         tenants[tenant] = secret
     return tenants
 

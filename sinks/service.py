@@ -12,7 +12,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from functools import partial
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
@@ -33,7 +34,8 @@ T = TypeVar("T")
 
 
 def _headers(msg: Message) -> dict[str, str]:
-    return {k: (v or b"").decode("utf-8", "replace") for k, v in msg.headers() or []}
+    headers: list[tuple[str, Any]] = list(msg.headers() or [])  # the stubs type it loosely
+    return {key: bytes(value or b"").decode("utf-8", "replace") for key, value in headers}
 
 
 class Sink:
@@ -84,20 +86,22 @@ class Sink:
         self._write_all(self.batcher.ready(time.monotonic()))
 
     def _add(self, msg: Message) -> None:
-        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-        raw = msg.value() or b""
+        topic, partition, offset = str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0)
+        raw = bytes(msg.value() or b"")
         try:
             record = self.codec.decode(topic, raw)
         except Exception as exc:  # an undecodable message is kept, and must not stall its partition
-            table = self.catalog.for_topic(topic).name
-            bad = Batch(table, topic, partition, (Entry(offset, {}, raw, _headers(msg)),))
-            self._retrying(lambda: self.writer.reject(bad, exc), bad.token)
+            self._reject(Batch(self.catalog.for_topic(topic).name, topic, partition,
+                               (Entry(offset, {}, raw, _headers(msg)),)), exc)
             return
         self.batcher.add(topic, partition, offset, record, raw, time.monotonic(), _headers(msg))
 
+    def _reject(self, batch: Batch, error: Exception) -> None:
+        self._retrying(lambda: self.writer.reject(batch, error), batch.token)
+
     def _write_all(self, batches: list[Batch]) -> None:
         for batch in batches:
-            result = self._retrying(lambda b=batch: self.writer.write(b), batch.token)
+            result = self._retrying(partial(self.writer.write, batch), batch.token)
             self.rows_written += result.rows_inserted
             self._commit(batch)
 

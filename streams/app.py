@@ -28,9 +28,9 @@ from broker.admin import TopicSpec
 from schemas import topics
 from schemas.codec import codec_from_settings
 from schemas.topics import Topic
+from streams import balance as balance_state
 from streams import codec as state_codec
 from streams import conference, correlate, extension, single_leg, sms, validation, voicemail
-from streams import balance as balance_state
 from streams.metrics import ENTITY_CALL, ENTITY_SINGLE_LEG, ENTITY_SMS, MetricsState
 from streams.rating import rate_call, rate_single_leg, rate_sms
 from streams.records import Record
@@ -195,7 +195,8 @@ def create_app(settings: Settings) -> faust.App:
             "extensions", lambda r: r["call_id"], extension.apply,
             simple(topics.OUT_EXTENSION_CALLS, extension.to_record))),
         **dict.fromkeys(("envio_sms", "resposta_sms"), Fold(
-            "sms", lambda r: r["sms_id"], sms.apply, simple(topics.OUT_SMS, sms.to_record, lambda r: rate_sms(r, plan)))),
+            "sms", lambda r: r["sms_id"], sms.apply,
+            simple(topics.OUT_SMS, sms.to_record, lambda r: rate_sms(r, plan)))),
         "conferencia_evento": Fold("conferences", lambda r: r["conference_id"],
                                    lambda s, e: conference.apply(s, e), conference_outputs),
         "voicemail": Fold("voicemails", lambda r: r["voicemail_id"], voicemail.apply,
@@ -292,7 +293,8 @@ def _entity_key(record: Record) -> Any:
 
 
 def _header(event: EventT, name: str) -> str | None:
-    for key, value in event.message.headers or []:
+    headers: list[tuple[str, Any]] = list(event.message.headers or [])  # the stubs type it loosely
+    for key, value in headers:
         if key == name:
             return bytes(value).decode()
     return None

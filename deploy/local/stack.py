@@ -11,6 +11,7 @@ Failures end with one line naming what to do or which log file to read, never a 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -272,10 +273,8 @@ def stop_pid(pid: int | None, grace: float = 20.0) -> None:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):  # not our child: nothing to reap
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def down(data: Path) -> None:
