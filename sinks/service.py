@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
@@ -34,8 +34,10 @@ T = TypeVar("T")
 
 
 def _headers(msg: Message) -> dict[str, str]:
-    headers: list[tuple[str, Any]] = list(msg.headers() or [])  # the stubs type it loosely
-    return {key: bytes(value or b"").decode("utf-8", "replace") for key, value in headers}
+    headers = msg.headers() or []
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    return {key: value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
+            for key, value in pairs}
 
 
 class Sink:

@@ -16,7 +16,7 @@ Commit order and crash behaviour: docs/DESIGN.md, "Streams".
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -293,8 +293,6 @@ def _entity_key(record: Record) -> Any:
 
 
 def _header(event: EventT, name: str) -> str | None:
-    headers: list[tuple[str, Any]] = list(event.message.headers or [])  # the stubs type it loosely
-    for key, value in headers:
-        if key == name:
-            return bytes(value).decode()
-    return None
+    headers = event.message.headers or []
+    found = headers.get(name) if isinstance(headers, Mapping) else dict(headers).get(name)
+    return None if found is None else bytes(found).decode()
