@@ -80,9 +80,18 @@ def panels() -> Iterator[tuple[str, str, dict[str, Any]]]:
 
 
 PANELS = [
-    pytest.param(target["rawSql"], id=f"{board}/{title}/{target['refId']}")
+    pytest.param(f"{board}/{title}", target["rawSql"], id=f"{board}/{title}/{target['refId']}")
     for board, title, target in panels()
 ]
+# Panels whose rows are all null on the sample because of the data, not the query; each one fails loudly
+# once it shows values, so that it leaves this list.
+ALL_NULL_ON_SAMPLE = {
+    "calls/Average post-dial delay": (
+        "post_dial_delay_ms is null for every sample call: streams/correlate.py times a live leg's status by the"
+        " event's top-level data_criacao, which the sample keeps at the call's creation for every event, so the"
+        " destination rings before the origin answers and the delay is discarded as negative"
+    ),
+}
 
 
 @pytest.fixture(scope="module")
@@ -119,10 +128,16 @@ def test_every_dashboard_has_panels() -> None:
 
 
 @pytest.mark.parametrize("interval", INTERVALS.values(), ids=INTERVALS.keys())
-@pytest.mark.parametrize("sql", PANELS)
-def test_panel_query_returns_rows_on_the_sample(sample_db: Client, sql: str, interval: int) -> None:
-    rows = sample_db.query(expand(sql, FROM, TO, interval)).result_rows
-    assert rows, "the panel shows nothing on the sample"
+@pytest.mark.parametrize(("panel", "sql"), PANELS)
+def test_panel_query_returns_rows_on_the_sample(sample_db: Client, panel: str, sql: str, interval: int) -> None:
+    result = sample_db.query(expand(sql, FROM, TO, interval))
+    assert result.result_rows, "the panel shows nothing on the sample"
+    values = [i for i, name in enumerate(result.column_names) if name != "time"]
+    has_values = any(row[i] is not None for row in result.result_rows for i in values)
+    if panel in ALL_NULL_ON_SAMPLE:
+        assert not has_values, f"{panel} has values now: remove it from ALL_NULL_ON_SAMPLE"
+        pytest.xfail(ALL_NULL_ON_SAMPLE[panel])
+    assert has_values, "every value of the panel is null on the sample"
 
 
 def test_macro_expansion_matches_the_plugin() -> None:
