@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	@echo "[setup] installing Python dependencies into $(VENV) (first time: a few minutes) ..."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install -q --upgrade pip
-	@$(BIN)/pip install -q -e '.[dev]'
+	@$(BIN)/pip install -q -e '.[dev]' > $(VENV)/pip.log 2>&1 || { tail -n 30 $(VENV)/pip.log; echo "error: pip install failed: read $(VENV)/pip.log"; exit 1; }
 	@rm -f $(VENV)/.installed-* && touch $@
 
 setup: $(STAMP)
@@ -19,15 +19,15 @@ setup: $(STAMP)
 run: setup
 	@$(BIN)/python -m deploy.local.run
 
-test: setup
+test: setup lint
 	@$(BIN)/python -m pytest -p no:cacheprovider
 
 unit: $(STAMP)
 	@$(BIN)/python -m pytest -p no:cacheprovider tests/unit
 
 lint: $(STAMP)
-	@$(BIN)/ruff check .
-	@$(BIN)/mypy ingest schemas streams sinks broker runtime deploy
+	@$(BIN)/ruff check --quiet .
+	@$(BIN)/mypy --no-error-summary ingest schemas streams sinks broker runtime deploy bench
 
 bench-ingest: setup
 	@$(BIN)/python -m bench.ingest
