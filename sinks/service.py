@@ -18,9 +18,12 @@ from typing import TypeVar
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from broker.config import consumer_config
+from schemas import topics
 from schemas.codec import Codec, codec_from_settings
+from sinks import lag
 from sinks.batcher import Batch, Batcher, Entry
 from sinks.clickhouse import connect
+from sinks.lag import LagMonitor
 from sinks.migrate import migrate
 from sinks.query_server import QueryServer
 from sinks.settings import Settings
@@ -59,6 +62,15 @@ class Sink:
         self.consumer = Consumer(consumer_config(settings.kafka_bootstrap, settings.group_id,
                                                  **{"max.poll.interval.ms": 600_000}))
         self.rows_written = 0
+        # Lag of both consumer groups: the streams app's group id is its Faust app id.
+        self.lag = LagMonitor(settings.kafka_bootstrap, {
+            settings.group_id: self.topics,
+            settings.streams_app_id: [t.name for t in topics.INPUT_TOPICS],
+        }, settings.lag_interval_s, self._write_lag)
+
+    def _write_lag(self, rows: list[list[object]]) -> None:
+        with self.lock:
+            self.client.insert(lag.TABLE, rows, column_names=list(lag.COLUMNS))
 
     @property
     def topics(self) -> list[str]:
@@ -66,6 +78,7 @@ class Sink:
 
     def run(self) -> None:
         self.query_server.start()
+        self.lag.start()
         self.consumer.subscribe(self.topics, on_revoke=self._on_revoke, on_lost=self._on_lost)
         log.info("sink started", extra={"topics": len(self.topics), "query_url": self.query_server.url})
         try:
@@ -73,6 +86,7 @@ class Sink:
                 self._poll_once()
             self._write_all(self.batcher.drain())
         finally:
+            self.lag.stop()
             self.consumer.close()
             self.query_server.stop()
             self.client.close()

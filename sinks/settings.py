@@ -19,6 +19,8 @@ class Settings:
     max_rows: int
     max_bytes: int
     max_age_s: float
+    lag_interval_s: float
+    streams_app_id: str
     log_level: str
 
 
@@ -32,5 +34,7 @@ def from_env() -> Settings:
         max_rows=env.integer("SINK_BATCH_MAX_ROWS", 10_000),
         max_bytes=env.integer("SINK_BATCH_MAX_BYTES", 8 * 1024 * 1024),
         max_age_s=env.number("SINK_BATCH_MAX_AGE_S", 1.0),
+        lag_interval_s=env.number("SINK_LAG_INTERVAL_S", 15.0),
+        streams_app_id=env.text("STREAMS_APP_ID", "callpipe-streams"),
         log_level=env.text("LOG_LEVEL", "INFO"),
     )

@@ -33,7 +33,8 @@ def pipeline(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     services = Services(data, service_env(
         data, kafka, None, INGEST_PORT=str(free_port()), SINK_QUERY_PORT=str(free_port()),
         STREAMS_APP_ID=app_id, SINK_GROUP_ID=f"sink-{app_id}", INGEST_TENANTS=f"{TENANT}:{SECRET}",
-        STREAMS_INACTIVITY_TIMEOUT_S="3", STREAMS_TICK_INTERVAL_S="1", LOG_LEVEL="WARNING",
+        STREAMS_INACTIVITY_TIMEOUT_S="3", STREAMS_TICK_INTERVAL_S="1", SINK_LAG_INTERVAL_S="1",
+        LOG_LEVEL="WARNING",
     ))
     try:
         services.start_all()
@@ -119,3 +120,15 @@ def test_replays_and_a_sink_crash_leave_every_record_once(pipeline: Services) ->
     assert derived_counts(pipeline, tenant) == derived
     assert pipeline.scalar(f"SELECT count() FROM v_calls WHERE tenant = '{tenant}' AND end_seen") == pipeline.scalar(
         f"SELECT uniqExact(call_id) FROM v_call_snapshots WHERE tenant = '{tenant}' AND kind = 'chamada_fim'")
+
+
+def test_consumer_lag_is_measured_for_both_groups(pipeline: Services) -> None:
+    groups = (pipeline.env["SINK_GROUP_ID"], pipeline.env["STREAMS_APP_ID"])
+    sql = (f"SELECT uniqExact(group_id) FROM consumer_lag WHERE group_id IN {groups!r} "
+           "AND measured_at > now() - INTERVAL 1 MINUTE")
+    eventually(lambda: pipeline.scalar(sql) == "2", what="lag rows of the sink and the streams groups")
+    # Caught up after the other tests' writes: the sink's own lag comes back to zero.
+    eventually(lambda: pipeline.scalar(
+        f"SELECT sum(lag) FROM consumer_lag WHERE group_id = '{groups[0]}' "
+        f"AND measured_at = (SELECT max(measured_at) FROM consumer_lag WHERE group_id = '{groups[0]}')") == "0",
+        what="the sink's lag back to zero")

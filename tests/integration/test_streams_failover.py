@@ -1,0 +1,262 @@
+"""Streams failover: two Faust workers share the partitions, one is SIGKILLed mid-stream, the survivor takes over.
+
+What must hold afterwards (docs/DESIGN.md, "Guarantees: Streams and Sink"):
+- every call, single-leg call and SMS of the sample is in its view exactly once, at the version a clean fold of
+  the sample gives (computed here in-process with the domain functions), provisional calls included;
+- the output topics may carry duplicates (at-least-once), the views never do;
+- the per-tenant metric windows count each call and SMS once, although the tenant feed was replayed;
+- the survivor's tables, restored from the changelogs, treat a replay of the tail of the sample as duplicates:
+  nothing in the views changes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, ConsumerGroupState, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from broker.config import admin_config, consumer_config
+from deploy.local.services import Services, create_topics, service_env
+from deploy.local.stack import ROOT, free_port
+from schemas import topics
+from schemas.codec import codec_from_settings
+from schemas.normalize import normalize
+from streams import correlate, single_leg, sms
+from streams.app import PARTITIONS, TENANT_FEED
+from streams.metrics import ENTITY_CALL, ENTITY_SINGLE_LEG, ENTITY_SMS, MetricsState
+from streams.rating import RatingPlan, rate_call, rate_single_leg, rate_sms
+from tests.integration.helpers import read_topic
+
+pytestmark = pytest.mark.integration
+
+SAMPLE = ROOT / "deploy" / "sample" / "webhooks.jsonl"
+INACTIVITY_S = 3
+# Faust reads these from the environment (the app passes none of them): a SIGKILLed member is evicted after the
+# session timeout, so 10 s (the broker's minimum is 6 s) instead of Faust's 60 s keeps the takeover short. The
+# long commit interval makes it very likely that the killed worker dies with processed but uncommitted events,
+# which the survivor must then replay onto the state it restored from the changelogs.
+FAUST_ENV = {"BROKER_SESSION_TIMEOUT": "10", "BROKER_HEARTBEAT_INTERVAL": "1", "BROKER_COMMIT_INTERVAL": "10"}
+BOOLS = {"true": "1", "false": "0"}
+SMS_KINDS = frozenset({"envio_sms", "resposta_sms"})
+
+
+@dataclass(frozen=True)
+class Expected:
+    calls: set[tuple[int, int, int]]  # (call_id, version, end_seen)
+    single_leg: set[tuple[int, int]]  # (call_id, version)
+    sms: set[tuple[int, int]]  # (sms_id, version)
+    windows: dict[int, tuple[int, int, int]]  # 1h window start (epoch ms) -> (calls, answered, sms_sent)
+
+
+def expected_outputs(tenant: str, lines: list[str]) -> Expected:
+    """Fold the sample like the agents do, with a `now` long after the last event so that every call without
+    an end webhook is emitted as provisional, then feed the final versions to the tenant's metrics."""
+    received = datetime.now(UTC)
+    calls: dict[int, Any] = {}
+    legs: dict[int, Any] = {}
+    messages: dict[int, Any] = {}
+    for line in lines:
+        item = json.loads(line)
+        record = normalize(item["kind"], tenant, item["body"], received).record
+        if record["kind"] in correlate.CALL_KINDS:
+            calls[record["call_id"]] = correlate.apply(calls.get(record["call_id"]), record)
+        elif record["kind"] in single_leg.KINDS:
+            legs[record["call_id"]] = single_leg.apply(legs.get(record["call_id"]), record)
+        elif record["kind"] in SMS_KINDS:
+            messages[record["sms_id"]] = sms.apply(messages.get(record["sms_id"]), record)
+    plan = RatingPlan.from_env()
+    later = received + timedelta(days=1)
+    call_records = []
+    for state in calls.values():
+        _, emitted = correlate.emit(state, later, timedelta(seconds=INACTIVITY_S))
+        assert emitted is not None
+        call_records.append(rate_call(emitted, plan))
+    leg_records = [rate_single_leg(single_leg.to_record(s), plan) for s in legs.values()]
+    sms_records = [rate_sms(sms.to_record(s), plan) for s in messages.values()]
+    metrics = MetricsState()
+    for records, entity in ((call_records, ENTITY_CALL), (leg_records, ENTITY_SINGLE_LEG),
+                            (sms_records, ENTITY_SMS)):
+        for record in records:
+            metrics.upsert(record, entity, received)
+    return Expected(
+        calls={(r["call_id"], r["version"], int(r["end_seen"])) for r in call_records},
+        single_leg={(r["call_id"], r["version"]) for r in leg_records},
+        sms={(r["sms_id"], r["version"]) for r in sms_records},
+        windows={key[2]: (w["calls"], w["answered"], w["sms_sent"]) for key, w in metrics.windows.items()
+                 if key[1] == "1h" and key[3] == "tenant"},
+    )
+
+
+@dataclass
+class Cluster:
+    services: Services
+    bootstrap: str
+    app_id: str
+    sink_group: str
+
+
+@pytest.fixture
+def cluster(kafka: str, tmp_path: Path) -> Iterator[Cluster]:
+    app_id = f"callpipe-streams-failover-{uuid.uuid4().hex[:8]}"
+    sink_group = f"sink-{app_id}"
+    create_topics(kafka, app_id)
+    services = Services(tmp_path, service_env(
+        tmp_path, kafka, None, SINK_QUERY_PORT=str(free_port()), STREAMS_APP_ID=app_id, SINK_GROUP_ID=sink_group,
+        STREAMS_INACTIVITY_TIMEOUT_S=str(INACTIVITY_S), STREAMS_TICK_INTERVAL_S="1", LOG_LEVEL="INFO",
+        **FAUST_ENV,
+    ))
+    try:
+        services.spawn("sink")
+        services.spawn("streams")
+        services.spawn("streams-2", module="streams", STREAMS_DATA_DIR=str(tmp_path / "streams-2"))
+        services.wait_http("sink", f"{services.sink_url}/health")
+        yield Cluster(services, kafka, app_id, sink_group)
+    finally:
+        services.stop()
+
+
+def eventually(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{what} not reached within {timeout:.0f}s")
+
+
+def group_members(bootstrap: str, group: str) -> int:
+    """Members of a stable group; 0 while it is rebalancing or empty."""
+    admin = AdminClient(admin_config(bootstrap))
+    description = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    return len(description.members) if description.state == ConsumerGroupState.STABLE else 0
+
+
+def caught_up(bootstrap: str, group: str, names: list[str]) -> bool:
+    """Whether `group` has committed every partition of `names` up to its end. The consumer never subscribes:
+    it only reads the group's committed offsets, so the group's members are not disturbed."""
+    consumer = Consumer(consumer_config(bootstrap, group))
+    try:
+        committed = consumer.committed([TopicPartition(n, p) for n in names for p in range(PARTITIONS)],
+                                       timeout=10)
+        for tp in committed:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            if high > max(tp.offset, low):
+                return False
+        return True
+    finally:
+        consumer.close()
+
+
+def replay(cluster: Cluster, tenant: str, path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "ingest.replay", "--tenant", tenant, str(path)],
+                   env=cluster.services.env, check=True, capture_output=True)
+
+
+def rows(cluster: Cluster, sql: str) -> list[tuple[int, ...]]:
+    """Integer columns; booleans come as `true`/`false` in TSV."""
+    return [tuple(int(BOOLS.get(v, v)) for v in line.split("\t"))
+            for line in cluster.services.query(sql).splitlines()[1:]]
+
+
+def observed(cluster: Cluster, tenant: str) -> Expected:
+    where = f"WHERE tenant = '{tenant}'"
+    windows = rows(cluster, f"SELECT toUnixTimestamp64Milli(window_start), calls, answered, sms_sent "
+                            f"FROM v_metric_windows {where} AND window_size = '1h' AND dimension = 'tenant'")
+    return Expected(
+        calls={(a, b, c) for a, b, c in rows(cluster, f"SELECT call_id, version, end_seen FROM v_calls {where}")},
+        single_leg={(a, b) for a, b in rows(cluster, f"SELECT call_id, version FROM v_single_leg_calls {where}")},
+        sms={(a, b) for a, b in rows(cluster, f"SELECT sms_id, version FROM v_sms {where}")},
+        windows={w[0]: (w[1], w[2], w[3]) for w in windows},
+    )
+
+
+def view_duplicates(cluster: Cluster, tenant: str) -> dict[str, tuple[int, int]]:
+    """(rows, distinct identities) per view, for the tenant."""
+    checks = {"v_calls": "call_id", "v_single_leg_calls": "call_id", "v_sms": "sms_id",
+              "v_metric_windows": "(window_size, dimension, dimension_value, window_start)"}
+    sql = " UNION ALL ".join(f"SELECT '{view}', count(), uniqExact({identity}) FROM {view} WHERE tenant = '{tenant}'"
+                             for view, identity in checks.items())
+    lines = [line.split("\t") for line in cluster.services.query(sql).splitlines()[1:]]
+    return {view: (int(n), int(unique)) for view, n, unique in lines}
+
+
+def topic_versions(cluster: Cluster, tenant: str, topic: topics.Topic, identity: str) -> list[tuple[int, int]]:
+    """(identity, version) of every message of the tenant on an output topic."""
+    codec = codec_from_settings(cluster.services.env.get("SCHEMA_REGISTRY_URL"))
+    seen = []
+    for msg in read_topic(cluster.bootstrap, topic.name, timeout=30):
+        record = codec.decode(topic.name, msg.value() or b"")
+        if record["tenant"] == tenant:
+            seen.append((record[identity], record["version"]))
+    return seen
+
+
+def snapshot(cluster: Cluster, tenant: str) -> str:
+    """Everything the views say about the tenant's derived records, to compare before and after a replay
+    (balance status is left out: it is re-stamped with the wall clock on every tenant-feed event)."""
+    where = f"WHERE tenant = '{tenant}'"
+    return "\n".join(cluster.services.query(sql) for sql in (
+        f"SELECT * FROM v_calls {where} ORDER BY call_id",
+        f"SELECT * FROM v_single_leg_calls {where} ORDER BY call_id",
+        f"SELECT * FROM v_sms {where} ORDER BY sms_id",
+        f"SELECT * EXCEPT (updated_at) FROM v_metric_windows {where} "
+        f"ORDER BY window_size, dimension, dimension_value, window_start",
+    ))
+
+
+def settled(cluster: Cluster) -> bool:
+    """Streams committed every input (so its outputs were flushed) and the sink committed every output."""
+    inputs = [t.name for t in topics.INPUT_TOPICS] + [TENANT_FEED]
+    outputs = [t.name for t in topics.OUTPUT_TOPICS]
+    return (caught_up(cluster.bootstrap, cluster.app_id, inputs)
+            and caught_up(cluster.bootstrap, cluster.sink_group, outputs))
+
+
+def test_a_killed_worker_loses_and_duplicates_nothing(cluster: Cluster, tmp_path: Path) -> None:
+    tenant = f"fo{uuid.uuid4().hex[:8]}"
+    lines = SAMPLE.read_text().splitlines()
+    expected = expected_outputs(tenant, lines)
+    cut = len(lines) * 2 // 5
+    head, tail = tmp_path / "head.jsonl", tmp_path / "tail.jsonl"
+    head.write_text("\n".join(lines[:cut]) + "\n")
+    tail.write_text("\n".join(lines[cut:]) + "\n")
+
+    eventually(lambda: group_members(cluster.bootstrap, cluster.app_id) == 2, 60, "both workers in the group")
+    replay(cluster, tenant, head)
+    time.sleep(1)  # the head is being processed, and not yet committed (commit interval 10 s)
+    cluster.services.kill("streams-2")
+    replay(cluster, tenant, tail)  # lands in part on the dead worker's partitions, until the group notices
+
+    eventually(lambda: group_members(cluster.bootstrap, cluster.app_id) == 1, 60, "the survivor alone")
+    eventually(lambda: observed(cluster, tenant) == expected, 90, "every record of the sample, once")
+    for view, (n, unique) in view_duplicates(cluster, tenant).items():
+        assert n == unique, f"{view} shows duplicates: {n} rows for {unique} identities"
+    sums = expected.windows.values()
+    assert sum(w[0] for w in sums) == len(expected.calls) + len(expected.single_leg)
+    assert sum(w[2] for w in sums) == len(expected.sms)
+
+    eventually(lambda: settled(cluster), 60, "streams and sink caught up")
+    before = snapshot(cluster, tenant)
+    replay(cluster, tenant, tail)  # the survivor's restored tables must see duplicates only
+    eventually(lambda: settled(cluster), 60, "streams and sink caught up after the duplicate tail")
+    assert snapshot(cluster, tenant) == before
+    assert observed(cluster, tenant) == expected
+
+    # The entity agent re-sends SMS and single-leg records for duplicate events: the topics have copies
+    # (at-least-once), which the views above collapsed.
+    sms_sent = topic_versions(cluster, tenant, topics.OUT_SMS, "sms_id")
+    assert expected.sms <= set(sms_sent) and len(sms_sent) > len(set(sms_sent))
+    calls_sent = topic_versions(cluster, tenant, topics.OUT_CALLS, "call_id")
+    assert {(call_id, version) for call_id, version, _ in expected.calls} <= set(calls_sent)
+    assert not cluster.services.dead(), f"crashed: {cluster.services.dead()}"
