@@ -12,7 +12,8 @@ any order and any duplication of the same set of events:
 * per leg, each observed status keeps the earliest time it was observed; ring/answer/start are minima and the
   end time is the maximum of ``started + total_seconds`` over all observations.
 
-Event time: the top-level ``created_at`` of a CallLegEvent (the provider stamps it at the leg change); for
+Event time: for a CallLegEvent, its legs' own times (start + running total, else their latest timestamp; the top-level
+``created_at`` is the call's creation time, equal on every event of a call); for
 snapshots, which carry no event time, ``started + total_seconds`` of the most advanced leg, else the call's
 ``created_at``. ``received_at`` (ingest clock) is used only to measure inactivity, never for merging, because
 a provider retry of the same body has the same event id but a different ``received_at``.
@@ -137,15 +138,26 @@ def apply(state: CallState | None, event: Record) -> CallState:
     return state
 
 
+def _live_leg_time(leg: Record) -> datetime | None:
+    """When a leg was observed in this state: its start plus its running total, else its latest own time."""
+    elapsed = plus_seconds(leg.get("created_at") or leg.get("started_at"), leg.get("total_seconds"))
+    own = [t for t in (leg.get("answered_at"), leg.get("started_at"), leg.get("created_at")) if t is not None]
+    return elapsed or (max(own) if own else None)
+
+
 def _apply_leg_event(state: CallState, event: Record) -> None:
-    at = event.get("created_at")
+    # The top-level data_criacao is the call's creation time (provider docs), the same on every event of the call,
+    # so the event's own time comes from its legs.
+    leg_times = {name: _live_leg_time(event.get(name) or {}) for name in LEGS}
+    known = [t for t in leg_times.values() if t is not None]
+    at = max(known) if known else event.get("created_at")
     key = event_key(RANK_LIVE, at, event["event_id"])
     for name in _CALL_FIELDS_LIVE:
         put(state["fields"], name, key, event.get(name))
     for name in LEGS:
         leg = event.get(name)
         if leg:
-            _observe_live_leg(state["legs"][name], leg, key, at)
+            _observe_live_leg(state["legs"][name], leg, key, leg_times[name] or at)
 
 
 def _observe_live_leg(acc: dict[str, Any], leg: Record, key: EventKey, at: datetime | None) -> None:

@@ -86,13 +86,6 @@ PANELS = [
 ]
 # Panels whose rows are all null on the sample because of the data, not the query; each one fails loudly
 # once it shows values, so that it leaves this list.
-ALL_NULL_ON_SAMPLE = {
-    "calls/Average post-dial delay": (
-        "post_dial_delay_ms is null for every sample call: streams/correlate.py times a live leg's status by the"
-        " event's top-level data_criacao, which the sample keeps at the call's creation for every event, so the"
-        " destination rings before the origin answers and the delay is discarded as negative"
-    ),
-}
 
 
 @pytest.fixture(scope="module")
@@ -131,9 +124,6 @@ def test_panel_query_returns_rows_on_the_sample(sample_db: Client, panel: str, s
     assert result.result_rows, "the panel shows nothing on the sample"
     values = [i for i, name in enumerate(result.column_names) if name != "time"]
     has_values = any(row[i] is not None for row in result.result_rows for i in values)
-    if panel in ALL_NULL_ON_SAMPLE:
-        assert not has_values, f"{panel} has values now: remove it from ALL_NULL_ON_SAMPLE"
-        pytest.xfail(ALL_NULL_ON_SAMPLE[panel])
     assert has_values, "every value of the panel is null on the sample"
 
 
