@@ -25,6 +25,4 @@ RUN pip install . \
 
 USER callpipe
 
-# The services run as `python -m <package>` from /app, so the source tree comes first on sys.path: the installed
-# copy lacks data files the package metadata does not declare (sinks/migrations/*.sql).
 CMD ["python", "-m", "ingest"]
