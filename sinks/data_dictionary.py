@@ -7,9 +7,11 @@ ClickHouse type and the Avro ``doc`` of the field it comes from.
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from sinks.ddl import clickhouse_type
+from sinks.migrate import migration_files
 from sinks.tables import Catalog, Engine, TableSpec, catalog
 
 PATH = Path(__file__).resolve().parent.parent / "docs" / "DATA_DICTIONARY.md"
@@ -45,6 +47,25 @@ def _table(spec: TableSpec) -> list[str]:
     return [*lines, ""]
 
 
+_CREATE = re.compile(r"CREATE TABLE IF NOT EXISTS `(\w+)`\s*\((.*?)\n\)", re.S)
+_COLUMN = re.compile(r"^\s*`(\w+)` (.+?) COMMENT '((?:[^'\\]|\\.)*)',?$", re.M)
+
+
+def _hand_written(catalogue: Catalog) -> list[str]:
+    """Tables created by hand-written migrations (not derived from a contract), documented from their DDL."""
+    derived = {t.name for t in catalogue.tables}
+    lines: list[str] = []
+    for migration in migration_files():
+        for name, body in _CREATE.findall(migration.sql):
+            if name in derived:
+                continue
+            lines += [f"### `{name}`", "", f"- source: migration `{migration.version:04d}_{migration.name}`", "",
+                      "| column | type | description |", "|---|---|---|"]
+            lines += [f"| `{col}` | `{typ}` | {_cell(doc)} |" for col, typ, doc in _COLUMN.findall(body)]
+            lines.append("")
+    return lines
+
+
 def render(catalogue: Catalog) -> str:
     lines = [
         "# Data dictionary",
@@ -63,6 +84,7 @@ def render(catalogue: Catalog) -> str:
     lines.append("")
     for spec in catalogue.tables:
         lines += _table(spec)
+    lines += _hand_written(catalogue)
     return "\n".join(lines)
 
 
