@@ -63,6 +63,7 @@ def measure(admin: AdminClient, committed_by: Callable[[str], Consumer], groups:
 
 # A broker that just started, or just created a topic, answers these for a few seconds: ask again.
 _TRANSIENT = frozenset({KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE,
+                        KafkaError.NOT_COORDINATOR, KafkaError._TIMED_OUT,
                         KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
                         KafkaError.UNKNOWN_TOPIC_OR_PART})
 

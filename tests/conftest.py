@@ -3,8 +3,9 @@
 - Kafka: `KAFKA_BOOTSTRAP_SERVERS` when set; else a Docker engine with testcontainers when
   `CALLPIPE_TESTCONTAINERS=1`; else the local stack (deploy/local), a real KRaft broker started once per session.
 - Schema registry: `SCHEMA_REGISTRY_URL` when set, else the local stack's Apicurio registry.
-- ClickHouse: the embedded engine (chdb). One process can open one data directory only, so the session holds one
-  directory and each test gets a database of its own.
+- ClickHouse: the embedded engine (chdb). One process can open one data directory at a time, so the test process
+  uses one directory and each test gets a database of its own (`clickhouse`). Services under test run in their
+  own processes with their own directories.
 """
 
 from __future__ import annotations
@@ -12,15 +13,20 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from clickhouse_connect.driver.client import Client
 
 from broker.admin import TopicSpec, ensure_topics
 from deploy.local import stack
 from schemas import topics
+from sinks.clickhouse import connect
+
+CHDB_URL = f"chdb://{Path(tempfile.gettempdir()) / f'callpipe-sink-tests-{os.getpid()}'}"
 
 
 @dataclass(frozen=True)
@@ -74,3 +80,17 @@ def registry_url(services: Services) -> str:
     if services.registry_url is None:
         pytest.fail("no schema registry: set SCHEMA_REGISTRY_URL or let the local stack start one", pytrace=False)
     return services.registry_url
+
+
+@pytest.fixture
+def clickhouse() -> Iterator[Client]:
+    """A client of the embedded engine on a fresh database, dropped afterwards."""
+    client = connect(CHDB_URL)
+    database = f"t_{uuid.uuid4().hex}"
+    client.command(f"CREATE DATABASE {database}")
+    client.database = database
+    yield client
+    client.close()  # a test may have closed it already, to reopen
+    cleanup = connect(CHDB_URL)
+    cleanup.command(f"DROP DATABASE {database}")
+    cleanup.close()

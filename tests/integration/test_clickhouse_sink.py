@@ -6,13 +6,10 @@ each test gets a database of its own. No Kafka: batches are built with the batch
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 import threading
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -33,8 +30,8 @@ from sinks.migrate import migrate
 from sinks.query_server import QueryServer
 from sinks.tables import Catalog, Engine, TableRule, load_catalog
 from sinks.writer import FatalWriteError, RetryableWriteError, Writer
+from tests.conftest import CHDB_URL
 
-CHDB_URL = f"chdb://{Path(tempfile.gettempdir()) / f'callpipe-sink-tests-{os.getpid()}'}"
 TOPIC = topics.OUT_CALLS
 AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 THING: dict[str, Any] = {
@@ -69,17 +66,6 @@ RULES = (
 )
 
 
-@pytest.fixture
-def client() -> Iterator[Client]:
-    c = connect(CHDB_URL)
-    database = f"t_{uuid.uuid4().hex}"
-    c.command(f"CREATE DATABASE {database}")
-    c.database = database
-    yield c
-    c.close()  # a test may have closed it already, to reopen
-    cleanup = connect(CHDB_URL)
-    cleanup.command(f"DROP DATABASE {database}")
-    cleanup.close()
 
 
 @pytest.fixture
@@ -92,12 +78,12 @@ def contracts(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def catalogue(client: Client, contracts: Path, tmp_path: Path) -> Catalog:
+def catalogue(clickhouse: Client, contracts: Path, tmp_path: Path) -> Catalog:
     cat = load_catalog(contracts, RULES)
     migrations = tmp_path / "migrations"
     migrations.mkdir()
-    assert write_migration("initial", migrations, cat, client) is not None
-    migrate(client, migrations)
+    assert write_migration("initial", migrations, cat, clickhouse) is not None
+    migrate(clickhouse, migrations)
     return cat
 
 
@@ -115,21 +101,21 @@ def batch_of(records: list[Any], first_offset: int = 0, partition: int = 0) -> B
     return batch
 
 
-def count(client: Client, sql_text: str) -> int:
-    return int(client.query(sql_text).result_rows[0][0])
+def count(clickhouse: Client, sql_text: str) -> int:
+    return int(clickhouse.query(sql_text).result_rows[0][0])
 
 
 def test_generated_migration_adds_new_fields_and_refreshes_the_view(
-    client: Client, catalogue: Catalog, contracts: Path, tmp_path: Path
+    clickhouse: Client, catalogue: Catalog, contracts: Path, tmp_path: Path
 ) -> None:
     migrations = tmp_path / "migrations"
-    assert write_migration("again", migrations, catalogue, client) is None
+    assert write_migration("again", migrations, catalogue, clickhouse) is None
     evolved = {
         **THING,
         "fields": [*THING["fields"], {"name": "note", "type": ["null", "string"], "default": None}],
     }
     (contracts / "out_Call.avsc").write_text(json.dumps(evolved))
-    path = write_migration("add note", migrations, load_catalog(contracts, RULES), client)
+    path = write_migration("add note", migrations, load_catalog(contracts, RULES), clickhouse)
     assert path is not None and path.name == "0002_add_note.sql"
     text = path.read_text()
     assert (
@@ -137,18 +123,18 @@ def test_generated_migration_adds_new_fields_and_refreshes_the_view(
         "AFTER `origin_number`" in text
     )
     assert "CREATE OR REPLACE VIEW `v_things` AS SELECT * FROM `things` FINAL" in text
-    assert [m.version for m in migrate(client, migrations)] == [2]
-    assert "note" in {row[0] for row in client.query("DESCRIBE v_things").result_rows}
+    assert [m.version for m in migrate(clickhouse, migrations)] == [2]
+    assert "note" in {row[0] for row in clickhouse.query("DESCRIBE v_things").result_rows}
 
 
 def test_same_dedup_token_inserts_once_also_after_reopening_the_client(
-    client: Client, catalogue: Catalog
+    clickhouse: Client, catalogue: Catalog
 ) -> None:
     batch = batch_of([thing(1, 1), thing(2, 1)], first_offset=100)
-    assert Writer(client, catalogue).write(batch).rows_inserted == 2
-    Writer(client, catalogue).write(batch)
-    database = client.database
-    client.close()
+    assert Writer(clickhouse, catalogue).write(batch).rows_inserted == 2
+    Writer(clickhouse, catalogue).write(batch)
+    database = clickhouse.database
+    clickhouse.close()
     reopened = connect(CHDB_URL)
     reopened.database = database
     try:
@@ -160,24 +146,24 @@ def test_same_dedup_token_inserts_once_also_after_reopening_the_client(
         reopened.close()
 
 
-def test_view_shows_the_latest_version_only(client: Client, catalogue: Catalog) -> None:
-    writer = Writer(client, catalogue)
+def test_view_shows_the_latest_version_only(clickhouse: Client, catalogue: Catalog) -> None:
+    writer = Writer(clickhouse, catalogue)
     writer.write(batch_of([thing(1, 2, price=Decimal("1.5")), thing(2, 1)], first_offset=0))
     writer.write(
         batch_of([thing(1, 1, price=Decimal("9")), thing(1, 3, price=Decimal("2.25"))], first_offset=2)
     )
-    rows = client.query("SELECT call_id, version, price FROM v_things ORDER BY call_id").result_rows
+    rows = clickhouse.query("SELECT call_id, version, price FROM v_things ORDER BY call_id").result_rows
     assert rows == [(1, 3, Decimal("2.25")), (2, 1, None)]
-    assert count(client, "SELECT count() FROM v_things WHERE version = 2") == 0  # filters after the collapse
+    assert count(clickhouse, "SELECT count() FROM v_things WHERE version = 2") == 0  # filters after the collapse
 
 
-def test_bad_records_go_to_dead_letters_and_the_rest_lands(client: Client, catalogue: Catalog) -> None:
+def test_bad_records_go_to_dead_letters_and_the_rest_lands(clickhouse: Client, catalogue: Catalog) -> None:
     records = [thing(1, 1), thing("not-a-long", 1), thing(3, 1, price=Decimal("1e20")), thing(4, 1)]  # type: ignore[arg-type]
     batch = batch_of(records, first_offset=40, partition=3)
-    result = Writer(client, catalogue).write(batch)
+    result = Writer(clickhouse, catalogue).write(batch)
     assert (result.rows_inserted, result.dead_letters) == (2, 2)
-    assert count(client, "SELECT count() FROM things") == 2
-    dead = client.query(
+    assert count(clickhouse, "SELECT count() FROM things") == 2
+    dead = clickhouse.query(
         "SELECT stage, tenant, source_topic, source_partition, source_offset, error_type, reason, body "
         "FROM dead_letters ORDER BY source_offset"
     ).result_rows
@@ -193,55 +179,55 @@ def test_bad_records_go_to_dead_letters_and_the_rest_lands(client: Client, catal
         ("sink", "t1", TOPIC.name, 3, 42, "RowError"),
     ]
     assert "call_id" in dead[0][6] and "decimal" in dead[1][6]
-    Writer(client, catalogue).write(batch)  # replay: neither rows nor dead letters twice
+    Writer(clickhouse, catalogue).write(batch)  # replay: neither rows nor dead letters twice
     assert (
-        count(client, "SELECT count() FROM dead_letters") == 2
-        and count(client, "SELECT count() FROM things") == 2
+        count(clickhouse, "SELECT count() FROM dead_letters") == 2
+        and count(clickhouse, "SELECT count() FROM things") == 2
     )
 
 
 class FlakyClient:
-    """Delegates to a real client; fails inserts of rows that contain a marker, or every insert."""
+    """Delegates to a real clickhouse; fails inserts of rows that contain a marker, or every insert."""
 
-    def __init__(self, client: Client, error: Exception, marker: object | None = None) -> None:
-        self.client, self.error, self.marker = client, error, marker
+    def __init__(self, clickhouse: Client, error: Exception, marker: object | None = None) -> None:
+        self.clickhouse, self.error, self.marker = clickhouse, error, marker
         self.inserts = 0
 
     def insert(self, table: str, rows: list[list[Any]], **kwargs: Any) -> Any:
         self.inserts += 1
         if self.marker is None or any(self.marker in row for row in rows):
             raise self.error
-        return self.client.insert(table, rows, **kwargs)
+        return self.clickhouse.insert(table, rows, **kwargs)
 
 
-def test_insert_level_data_error_is_bisected_to_the_bad_record(client: Client, catalogue: Catalog) -> None:
-    flaky = FlakyClient(client, ValueError("cannot serialize"), marker=13)
+def test_insert_level_data_error_is_bisected_to_the_bad_record(clickhouse: Client, catalogue: Catalog) -> None:
+    flaky = FlakyClient(clickhouse, ValueError("cannot serialize"), marker=13)
     records = [thing(i, 1) for i in range(10, 18)]
     result = Writer(flaky, catalogue).write(batch_of(records))  # type: ignore[arg-type]
     assert (result.rows_inserted, result.dead_letters) == (7, 1)
-    assert client.query("SELECT source_offset, error_type FROM dead_letters").result_rows == [
+    assert clickhouse.query("SELECT source_offset, error_type FROM dead_letters").result_rows == [
         (3, "ValueError")
     ]
 
 
-def test_connection_errors_are_retryable_and_schema_errors_fatal(client: Client, catalogue: Catalog) -> None:
+def test_connection_errors_are_retryable_and_schema_errors_fatal(clickhouse: Client, catalogue: Catalog) -> None:
     batch = batch_of([thing(1, 1)])
     with pytest.raises(RetryableWriteError):
-        Writer(FlakyClient(client, OperationalError("connection refused")), catalogue).write(batch)  # type: ignore[arg-type]
-    client.command("DROP TABLE things")
+        Writer(FlakyClient(clickhouse, OperationalError("connection refused")), catalogue).write(batch)  # type: ignore[arg-type]
+    clickhouse.command("DROP TABLE things")
     with pytest.raises(FatalWriteError):
-        Writer(client, catalogue).write(batch)
+        Writer(clickhouse, catalogue).write(batch)
 
 
-def test_cluster_ddl_parses(client: Client, catalogue: Catalog) -> None:
+def test_cluster_ddl_parses(clickhouse: Client, catalogue: Catalog) -> None:
     for statement in cluster_ddl(catalogue.tables):
-        assert client.query("SELECT formatQuery({q:String})", parameters={"q": statement}).result_rows
+        assert clickhouse.query("SELECT formatQuery({q:String})", parameters={"q": statement}).result_rows
 
 
 @pytest.fixture
-def query_server(client: Client, catalogue: Catalog) -> Iterator[tuple[QueryServer, threading.Lock]]:
+def query_server(clickhouse: Client, catalogue: Catalog) -> Iterator[tuple[QueryServer, threading.Lock]]:
     readonly = connect(CHDB_URL, readonly=True)
-    readonly.database = client.database
+    readonly.database = clickhouse.database
     lock = threading.Lock()
     server = QueryServer(readonly, lock, port=0).start()
     yield server, lock
@@ -261,10 +247,10 @@ def http(url: str, sql_text: str | None = None, query: str = "") -> tuple[int, s
 
 
 def test_query_server_answers_selects_and_refuses_writes(
-    client: Client, catalogue: Catalog, query_server: tuple[QueryServer, threading.Lock], capsysbinary: Any
+    clickhouse: Client, catalogue: Catalog, query_server: tuple[QueryServer, threading.Lock], capsysbinary: Any
 ) -> None:
     server, lock = query_server
-    Writer(client, catalogue, lock=lock).write(batch_of([thing(1, 1), thing(2, 1)]))
+    Writer(clickhouse, catalogue, lock=lock).write(batch_of([thing(1, 1), thing(2, 1)]))
     assert http(server.url, "SELECT call_id FROM v_things ORDER BY call_id") == (200, "call_id\n1\n2\n")
     status, body = http(server.url, query="?format=JSON&sql=SELECT%20count()%20AS%20n%20FROM%20things")
     assert status == 200 and json.loads(body)["data"] == [{"n": 2}]
@@ -278,6 +264,6 @@ def test_query_server_answers_selects_and_refuses_writes(
     # Refused at the statement check or by the read-only session: the table is intact and writes still work.
     status, body = http(server.url, "SELECT * FROM file('/etc/hostname', 'LineAsString')")
     assert status == 400 and "readonly" in body.lower()
-    Writer(client, catalogue, lock=lock).write(batch_of([thing(3, 1)], first_offset=10))
+    Writer(clickhouse, catalogue, lock=lock).write(batch_of([thing(3, 1)], first_offset=10))
     assert sql.main(["SELECT count() FROM things", "--query-url", server.url]) == 0
     assert capsysbinary.readouterr().out == b"count()\n3\n"

@@ -24,7 +24,7 @@ from sinks.clickhouse import connect
 from sinks.lag import LagMonitor
 from sinks.migrate import migrate
 from sinks.tables import DEAD_LETTERS, catalog
-from tests.integration.test_clickhouse_sink import CHDB_URL
+from tests.conftest import CHDB_URL
 from tests.sample_load import load_sample
 
 DASHBOARDS = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboards"
