@@ -30,8 +30,8 @@ from schemas.codec import codec_from_settings
 from schemas.topics import Topic
 from streams import balance as balance_state
 from streams import codec as state_codec
-from streams import conference, correlate, extension, single_leg, sms, validation, voicemail
-from streams.metrics import ENTITY_CALL, ENTITY_SINGLE_LEG, ENTITY_SMS, MetricsState
+from streams import conference, correlate, extension, metrics, single_leg, sms, validation, voicemail
+from streams.metrics import ENTITY_CALL, ENTITY_SINGLE_LEG, ENTITY_SMS
 from streams.rating import rate_call, rate_single_leg, rate_sms
 from streams.records import Record
 from streams.settings import Settings
@@ -42,7 +42,7 @@ PARTITIONS = 6
 TICKS = "callpipe-streams-ticks"
 TENANT_FEED = "callpipe-streams-tenant-feed"
 TABLES = ("calls", "open_calls", "single_leg", "extensions", "sms", "conferences", "voicemails",
-          "validations", "tenant_metrics", "tenant_balance")
+          "validations", "metric_entities", "metric_windows", "tenant_balance")
 # Which derived records feed the per-tenant agent, and how each adds to the spend since the last balance alert.
 FEEDS = {topics.OUT_SMS.name: ENTITY_SMS, topics.OUT_SINGLE_LEG_CALLS.name: ENTITY_SINGLE_LEG}
 SPEND: dict[str, Callable[[Any, Record], Any]] = {
@@ -97,7 +97,8 @@ def create_app(settings: Settings) -> faust.App:
     calls, open_calls = table("calls"), table("open_calls")
     entity_tables = {name: table(name) for name in
                      ("single_leg", "extensions", "sms", "conferences", "voicemails", "validations")}
-    tenant_metrics, tenant_balance = table("tenant_metrics"), table("tenant_balance")
+    metric_entities, metric_windows = table("metric_entities"), table("metric_windows")
+    tenant_balance = table("tenant_balance")
 
     def raw_topic(*names: str) -> TopicT:
         return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
@@ -129,48 +130,49 @@ def create_app(settings: Settings) -> faust.App:
         text = store.get(key)
         return None if text is None else state_codec.loads(text)
 
-    async def emit_call(key: str, state: correlate.CallState, now: datetime) -> correlate.CallState:
-        state, record = correlate.emit(state, now, settings.inactivity_timeout)
-        if record is None:
-            return state
-        calls[key] = correlate.to_json(state).encode()
+    async def publish_call(record: Record) -> None:
         rated = rate_call(record, plan)
         await publish(Output(topics.OUT_CALLS, str(rated["call_id"]), rated))
         await feed_tenant(ENTITY_CALL, rated)
-        return state
 
     async def feed_tenant(entity: str, record: Record) -> None:
         """Rated records, re-keyed by tenant for the per-tenant metrics and balance."""
         await tenant_feed.send(key=record["tenant"].encode(),
                                value=state_codec.dumps({"entity": entity, "record": record}).encode())
 
-    def track_open(partition: int, key: str, state: correlate.CallState) -> None:
+    def track_pending(partition: int, key: str, pending: bool) -> None:
+        """`open_calls["p<n>"]`: the calls of partition n with events not yet published (what ticks look at)."""
         slot = f"p{partition}"
-        open_set = set(load(open_calls, slot) or [])
-        changed = (key in open_set) == state["emitted_end"]
-        if state["emitted_end"]:
-            open_set.discard(key)
-        else:
-            open_set.add(key)
-        if changed:
-            open_calls[slot] = state_codec.dumps(sorted(open_set)).encode()
+        members = set(load(open_calls, slot) or [])
+        if (key in members) != pending:
+            members.symmetric_difference_update({key})
+            open_calls[slot] = state_codec.dumps(sorted(members)).encode()
+
+    async def settle_call(partition: int, key: str, state: correlate.CallState, now: datetime) -> None:
+        state, record = correlate.emit(state, now, settings.inactivity_timeout)
+        calls[key] = correlate.to_json(state).encode()
+        if record is not None:
+            await publish_call(record)
+        track_pending(partition, key, state["emitted_count"] != len(state["event_ids"]))
 
     async def on_call_event(event: EventT, record: Record) -> None:
         key = _state_key(record, record["call_id"])
         before = load(calls, key)
         state = correlate.apply(before, record)
-        if state is before:  # a duplicate: nothing new to store or emit
+        if state is before:
+            # A duplicate, e.g. re-read after a crash. The state may have reached the changelog while the record
+            # did not reach its topic (two writes, no transaction): publish it again; the sink keeps one.
+            if before["emitted_count"] == len(before["event_ids"]):
+                await publish_call(correlate.build_record(before))
             return
-        calls[key] = correlate.to_json(state).encode()
-        state = await emit_call(key, state, record["received_at"])
-        track_open(event.message.partition, key, state)
+        await settle_call(event.message.partition, key, state, record["received_at"])
 
     async def on_tick(event: EventT) -> None:
         now = datetime.fromisoformat(bytes(event.value).decode())
         for key in load(open_calls, f"p{event.message.partition}") or []:
             state = load(calls, key)
             if state is not None:
-                track_open(event.message.partition, key, await emit_call(key, state, now))
+                await settle_call(event.message.partition, key, state, now)
 
     @dataclass(frozen=True)
     class Fold:
@@ -209,9 +211,11 @@ def create_app(settings: Settings) -> faust.App:
         fold = folds[record["kind"]]
         store = entity_tables[fold.table]
         key = _state_key(record, fold.key(record))
-        result = fold.apply(load(store, key), record)
+        before = load(store, key)
+        result = fold.apply(before, record)
         state = result[0] if isinstance(result, tuple) else result
-        store[key] = state_codec.dumps(state).encode()
+        if state is not before:  # a duplicate leaves the state as it was; its records are published again below
+            store[key] = state_codec.dumps(state).encode()
         for output in fold.outputs(result, record):
             entity = FEEDS.get(output.topic.name)
             if entity is not None:
@@ -233,6 +237,22 @@ def create_app(settings: Settings) -> faust.App:
             except (ValueError, KeyError, TypeError) as exc:  # a bad event must not stall its partition
                 await dead_letter(event, exc)
 
+    async def update_metrics(record: Record, entity: str, now: datetime) -> None:
+        """Metric state is kept per entity (its last contribution) and per window, so an update touches only
+        the windows the record changes."""
+        key = metrics.entity_key(record, entity)
+        previous = metric_entities.get(key)
+        replaced = metrics.replace(None if previous is None else metrics.load_entity(previous), record, entity)
+        if replaced is None:  # a version already counted
+            return
+        entity_state, changes = replaced
+        metric_entities[key] = metrics.dump_entity(entity_state).encode()
+        for window, (old, new) in changes.items():
+            window_key = metrics.dump_key(window)
+            aggregate = metrics.update_window(load(metric_windows, window_key), old, new, now)
+            metric_windows[window_key] = state_codec.dumps(aggregate).encode()
+            await publish(Output(topics.OUT_METRICS, window_key, metrics.window_record(window, aggregate)))
+
     @app.agent(tenant_source)
     async def tenants(stream: Any) -> None:
         async for event in stream.events():
@@ -246,15 +266,7 @@ def create_app(settings: Settings) -> faust.App:
                     item = state_codec.loads(bytes(event.value))
                     record, entity = item["record"], item["entity"]
                     tenant = record["tenant"]
-                    metrics = _metrics(tenant_metrics.get(tenant))
-                    changed = metrics.upsert(record, entity, now)
-                    # Expire by event time, not wall clock, so that replaying old webhooks still yields metrics.
-                    newest = max(window[2] for window in metrics.windows) if metrics.windows else None
-                    if newest is not None:
-                        metrics.expire(datetime.fromtimestamp(newest / 1000, UTC) - settings.metrics_retention)
-                    tenant_metrics[tenant] = metrics.to_json().encode()
-                    for window in metrics.records(changed & metrics.windows.keys()):
-                        await publish(Output(topics.OUT_METRICS, _window_key(window), window))
+                    await update_metrics(record, entity, now)
                     bal = SPEND[entity](load(tenant_balance, tenant), record)
                 tenant_balance[tenant] = state_codec.dumps(bal).encode()
                 await publish(Output(topics.OUT_BALANCE, tenant, balance_state.to_record(bal, now)))
@@ -275,14 +287,6 @@ def _state_key(record: Record, entity_id: Any) -> str:
     """Provider ids are global, but tenants are isolated anyway: a replay of one tenant's webhooks under another
     tenant must not merge into the first tenant's entities."""
     return f"{record['tenant']}/{entity_id}"
-
-
-def _metrics(text: Any) -> MetricsState:
-    return MetricsState() if text is None else MetricsState.from_json(text)
-
-
-def _window_key(window: Record) -> str:
-    return "|".join(str(window[k]) for k in ("tenant", "window_size", "window_start", "dimension", "dimension_value"))
 
 
 def _entity_key(record: Record) -> Any:

@@ -233,6 +233,65 @@ def window_record(key: WindowKey, aggregate: Aggregate) -> Record:
     }
 
 
+EntityState = dict[str, Any]
+"""The last contribution of one entity: ``{"version": int, "contributions": {WindowKey: Contribution}}``."""
+
+
+def entity_key(record: Record, entity: str) -> str:
+    return f"{entity}:{record['tenant']}:{_entity_id(record, entity)}"
+
+
+def replace(
+    previous: EntityState | None, record: Record, entity: str
+) -> tuple[EntityState, dict[WindowKey, tuple[Contribution | None, Contribution | None]]] | None:
+    """The entity's new state and, per window that changes, its (old, new) contribution; ``None`` for a stale
+    or repeated version. Pure: the caller applies the changes with :func:`update_window`."""
+    if previous is not None and record["version"] <= previous["version"]:
+        return None
+    new = contributions(record, entity)
+    old: dict[WindowKey, Contribution] = previous["contributions"] if previous else {}
+    changes = {key: (old.get(key), new.get(key)) for key in old.keys() | new.keys() if old.get(key) != new.get(key)}
+    return {"version": record["version"], "contributions": new}, changes
+
+
+def update_window(
+    aggregate: Aggregate | None, old: Contribution | None, new: Contribution | None, now: datetime
+) -> Aggregate:
+    """Retract the old contribution, add the new one, and count the change (the window's version)."""
+    aggregate = new_aggregate() if aggregate is None else aggregate
+    if old is not None:
+        add(aggregate, old, -1)
+    if new is not None:
+        add(aggregate, new, +1)
+    aggregate["version"] += 1
+    aggregate["updated_at"] = now
+    return aggregate
+
+
+def dump_key(key: WindowKey) -> str:
+    return codec.dumps(list(key))
+
+
+def load_key(text: str | bytes) -> WindowKey:
+    return _key(codec.loads(text))
+
+
+def _entity_json(state: EntityState) -> dict[str, Any]:
+    return {"version": state["version"], "contributions": [[list(w), c] for w, c in state["contributions"].items()]}
+
+
+def _entity_value(data: dict[str, Any]) -> EntityState:
+    return {"version": data["version"], "contributions": {_key(w): c for w, c in data["contributions"]}}
+
+
+def dump_entity(state: EntityState) -> str:
+    return codec.dumps(_entity_json(state))
+
+
+def load_entity(text: str | bytes) -> EntityState:
+    return _entity_value(codec.loads(text))
+
+
 class MetricsState:
     """Windows plus the last contribution of each entity (for retraction). Both maps are JSON-serializable.
 
@@ -243,33 +302,21 @@ class MetricsState:
 
     def __init__(self) -> None:
         self.windows: dict[WindowKey, Aggregate] = {}
-        self.entities: dict[str, dict[str, Any]] = {}
+        self.entities: dict[str, EntityState] = {}
         # Windows before this were dropped: late records must not resurrect them with partial sums.
         self.expired_before_ms = 0
 
     def upsert(self, record: Record, entity: str, now: datetime) -> set[WindowKey]:
         """Apply a record version; returns the windows whose value changed (to be emitted)."""
-        entity_key = f"{entity}:{record['tenant']}:{_entity_id(record, entity)}"
-        previous = self.entities.get(entity_key)
-        if previous is not None and record["version"] <= previous["version"]:
+        key = entity_key(record, entity)
+        replaced = replace(self.entities.get(key), record, entity)
+        if replaced is None:
             return set()
-        new = contributions(record, entity)
-        old: dict[WindowKey, Contribution] = previous["contributions"] if previous else {}
-        changed = {
-            key
-            for key in old.keys() | new.keys()
-            if old.get(key) != new.get(key) and key[2] >= self.expired_before_ms
-        }
-        for key in changed:
-            aggregate = self.windows.setdefault(key, new_aggregate())
-            if key in old:
-                add(aggregate, old[key], -1)
-            if key in new:
-                add(aggregate, new[key], +1)
-            aggregate["version"] += 1
-            aggregate["updated_at"] = now
-        self.entities[entity_key] = {"version": record["version"], "contributions": new}
-        return changed
+        self.entities[key], changes = replaced
+        live = {window: change for window, change in changes.items() if window[2] >= self.expired_before_ms}
+        for window, (old, new) in live.items():
+            self.windows[window] = update_window(self.windows.get(window), old, new, now)
+        return set(live)
 
     def records(self, keys: Iterable[WindowKey] | None = None) -> list[Record]:
         chosen = sorted(self.windows if keys is None else keys)
@@ -289,13 +336,7 @@ class MetricsState:
             {
                 "expired_before_ms": self.expired_before_ms,
                 "windows": [[list(k), v] for k, v in self.windows.items()],
-                "entities": {
-                    k: {
-                        "version": v["version"],
-                        "contributions": [[list(w), c] for w, c in v["contributions"].items()],
-                    }
-                    for k, v in self.entities.items()
-                },
+                "entities": {k: _entity_json(v) for k, v in self.entities.items()},
             }
         )
 
@@ -305,10 +346,7 @@ class MetricsState:
         state = cls()
         state.expired_before_ms = data.get("expired_before_ms", 0)
         state.windows = {_key(k): v for k, v in data["windows"]}
-        state.entities = {
-            k: {"version": v["version"], "contributions": {_key(w): c for w, c in v["contributions"]}}
-            for k, v in data["entities"].items()
-        }
+        state.entities = {k: _entity_value(v) for k, v in data["entities"].items()}
         return state
 
 

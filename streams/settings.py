@@ -18,7 +18,6 @@ class Settings:
     data_dir: Path
     inactivity_timeout: timedelta
     tick_interval_s: float
-    metrics_retention: timedelta
     rating_plan: RatingPlan
     log_level: str
 
@@ -31,7 +30,6 @@ def from_env() -> Settings:
         data_dir=Path(env.text("STREAMS_DATA_DIR", ".data/streams")),
         inactivity_timeout=timedelta(seconds=env.number("STREAMS_INACTIVITY_TIMEOUT_S", 120.0)),
         tick_interval_s=env.number("STREAMS_TICK_INTERVAL_S", 5.0),
-        metrics_retention=timedelta(hours=env.number("STREAMS_METRICS_RETENTION_H", 48.0)),
         rating_plan=RatingPlan.from_env(),
         log_level=env.text("LOG_LEVEL", "INFO"),
     )
