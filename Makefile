@@ -27,7 +27,7 @@ unit: $(STAMP)
 
 lint: $(STAMP)
 	@$(BIN)/ruff check --quiet .
-	@$(BIN)/mypy --no-error-summary ingest schemas streams sinks broker runtime deploy bench
+	@$(BIN)/mypy --no-error-summary ingest schemas streams sinks broker runtime deploy bench tests
 
 bench-ingest: setup
 	@$(BIN)/python -m bench.ingest

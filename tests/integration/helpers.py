@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import uvicorn
@@ -54,8 +54,9 @@ def read_topic(bootstrap: str, topic: str, *, timeout: float = 20.0, settle: flo
             msg = consumer.poll(0.1)
             if msg is not None and msg.error() is None:
                 found.append(msg)
-                if msg.offset() + 1 >= ends.get(msg.partition(), 0):
-                    ends.pop(msg.partition(), None)
+                partition, offset = int(msg.partition() or 0), int(msg.offset() or 0)
+                if offset + 1 >= ends.get(partition, 0):
+                    ends.pop(partition, None)
             if not ends and settle_until is None:
                 settle_until = time.monotonic() + settle
             if settle_until is not None and time.monotonic() >= settle_until:
@@ -63,3 +64,13 @@ def read_topic(bootstrap: str, topic: str, *, timeout: float = 20.0, settle: flo
         raise TimeoutError(f"{topic}: partitions {sorted(ends)} not read to their end within {timeout}s")
     finally:
         consumer.close()
+
+
+def eventually(check: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
+    """Poll `check` until it holds; fail naming `what` when it does not within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{what} not reached within {timeout:.0f}s")

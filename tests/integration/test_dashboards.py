@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -99,7 +99,7 @@ def sample_db(kafka: str) -> Iterator[Client]:
         migrate(client)
         load_sample(client)
         # Consumer lag is measured, not loaded: one real measurement against the test broker.
-        groups = {"callpipe-sink": [t.name for t in topics.ALL_TOPICS]}
+        groups: dict[str, Sequence[str]] = {"callpipe-sink": [t.name for t in topics.ALL_TOPICS]}
         client.insert(lag.TABLE, LagMonitor(kafka, groups, 1.0, lambda rows: None).rows(),
                       column_names=list(lag.COLUMNS))
         yield client

@@ -98,13 +98,13 @@ def test_registry_framing_round_trips(kafka: str, registry_url: str) -> None:
 
 def dead_letters_with(kafka: str, marker: bytes, settle: float) -> list[dict[str, Any]]:
     codec = SingleObjectCodec()
-    found = [codec.decode(topics.DEADLETTER.name, m.value()) for m in read_topic(kafka, topics.DEADLETTER.name,
-                                                                                  settle=settle)]
+    found = [codec.decode(topics.DEADLETTER.name, m.value() or b"")
+             for m in read_topic(kafka, topics.DEADLETTER.name, settle=settle)]
     return [d for d in found if marker in d["body"]]
 
 
 def raw_with(kafka: str, marker: bytes) -> list[Any]:
-    return [m for m in read_topic(kafka, topics.RAW.name, settle=1) if marker in m.value()]
+    return [m for m in read_topic(kafka, topics.RAW.name, settle=1) if marker in (m.value() or b"")]
 
 
 @pytest.mark.parametrize(

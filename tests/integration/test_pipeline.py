@@ -8,7 +8,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
@@ -18,6 +18,7 @@ from deploy.local.services import Services, create_topics, service_env
 from deploy.local.stack import ROOT, free_port
 from schemas.normalize import normalize
 from sinks.tables import catalog
+from tests.integration.helpers import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -43,13 +44,6 @@ def pipeline(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         services.stop()
 
 
-def eventually(check: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{what} not reached within {timeout:.0f}s")
 
 
 def test_one_webhook_becomes_rows_in_clickhouse(pipeline: Services) -> None:

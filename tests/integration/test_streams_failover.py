@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,7 +36,7 @@ from streams import correlate, single_leg, sms
 from streams.app import PARTITIONS, TENANT_FEED
 from streams.metrics import ENTITY_CALL, ENTITY_SINGLE_LEG, ENTITY_SMS, MetricsState
 from streams.rating import RatingPlan, rate_call, rate_single_leg, rate_sms
-from tests.integration.helpers import read_topic
+from tests.integration.helpers import eventually, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -126,13 +126,6 @@ def cluster(kafka: str, tmp_path: Path) -> Iterator[Cluster]:
         services.stop()
 
 
-def eventually(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{what} not reached within {timeout:.0f}s")
 
 
 def group_members(bootstrap: str, group: str) -> int:
