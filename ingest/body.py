@@ -57,6 +57,8 @@ _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 def _check_depth(body: bytes, max_depth: int) -> None:
     """Reject deep nesting before parsing, so a hostile body cannot exhaust the parser; strings are removed
     first (brackets inside them do not nest), then only the brackets are walked."""
+    if body.count(b"[") + body.count(b"{") <= max_depth:
+        return  # cannot nest deeper than it has opening brackets; spares the string scan for ordinary bodies
     depth = 0
     for byte in _STRINGS.sub(b"", body).translate(None, _NOT_BRACKETS):
         if byte in b"[{":

@@ -39,7 +39,8 @@ class Outcome:
 
 
 def safe_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k.lower(): v for k, v in headers.items() if k.lower() not in _SECRET_HEADERS}
+    lowered = ((k.lower(), v) for k, v in headers.items())
+    return {k: v for k, v in lowered if k not in _SECRET_HEADERS}
 
 
 def plan(webhook: Webhook, parsed: Any, codec: Codec, rejection: str | None = None) -> Outcome:
@@ -51,7 +52,7 @@ def plan(webhook: Webhook, parsed: Any, codec: Codec, rejection: str | None = No
     error = rejection
     if error is None:
         try:
-            normalized = normalize(webhook.kind, webhook.tenant, parsed, webhook.received_at)
+            normalized = normalize(webhook.kind, webhook.tenant, parsed, webhook.received_at, eid)
         except NormalizationError as exc:
             error = str(exc)
     fallback_key = f"{webhook.tenant}/{webhook.kind}".encode()

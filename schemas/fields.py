@@ -92,6 +92,25 @@ def to_timestamp(value: Any, path: str, naive_tz: NaiveTz) -> tuple[datetime | N
         raise NormalizationError(path, f"expected a datetime text, got {_type_name(value)}")
     if value == "":
         return None, value
+    if _TIMESTAMP.fullmatch(value) is None:
+        raise NormalizationError(path, f"unrecognised datetime {value!r}")
+    try:
+        # The regex admits only shapes fromisoformat reads the same way, in C; it refuses out-of-range values
+        # with other messages than the datetime constructor, so those go through _exact_timestamp.
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return _exact_timestamp(value, path, naive_tz)
+    # timestamp-millis keeps milliseconds; truncating here keeps records equal after an Avro round trip.
+    millis = moment.microsecond // 1000 * 1000
+    if moment.tzinfo is None:
+        moment = moment.replace(microsecond=millis, tzinfo=UTC if naive_tz == "utc" else SAO_PAULO)
+    elif moment.microsecond != millis:
+        moment = moment.replace(microsecond=millis)
+    return moment.astimezone(UTC), value
+
+
+def _exact_timestamp(value: str, path: str, naive_tz: NaiveTz) -> tuple[datetime | None, str | None]:
+    """``to_timestamp`` field by field from the regex groups: the reference for the errors it reports."""
     match = _TIMESTAMP.fullmatch(value)
     if match is None:
         raise NormalizationError(path, f"unrecognised datetime {value!r}")
@@ -154,8 +173,8 @@ def parse_hms(value: Any, path: str) -> int | None:
     match = _HMS.fullmatch(value.strip())
     if match is None:
         raise NormalizationError(path, f"not an HH:MM:SS duration: {value!r}")
-    hours, minutes, seconds = (int(g) for g in match.groups())
-    return hours * 3600 + minutes * 60 + seconds
+    hours, minutes, seconds = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + int(seconds)
 
 
 _DISCONNECT = re.compile(r"\s*(\d{1,9})\s*\.\s*(.*)", re.ASCII | re.DOTALL)

@@ -2,11 +2,16 @@
 
 A ``Spec`` maps each known provider key to a converter; a converter turns the provider value (``None`` when
 the key is absent) into one or more output fields. Keys a spec does not know are kept as ``extra_json``.
+
+Specs are compiled once into mappers (``object_mapper``, ``fields_mapper``): the field paths used in error
+messages, the known keys and the duration pairs are worked out at import, so mapping a body is one loop over
+the spec's keys.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -24,7 +29,27 @@ from schemas.fields import (
     to_timestamp,
 )
 
-Convert = Callable[[Any, str], dict[str, Any]]
+Rule = Callable[[Any, str], Any]
+Mapper = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Field:
+    """``rule(value, path)`` gives the output field ``out``, or a tuple of values when ``out`` names several."""
+
+    out: str | tuple[str, ...]
+    rule: Rule
+
+
+@dataclass(frozen=True)
+class Nested:
+    """A nested provider object mapped by its own spec, with its own ``extra_json``; absent or null: ``None``."""
+
+    out: str
+    spec: Spec
+
+
+Convert = Field | Nested
 Spec = Mapping[str, Convert]
 
 # (seconds field, HH:MM:SS field): the parsed text fills the seconds when the provider left them out.
@@ -43,97 +68,124 @@ def json_text(value: Any, path: str) -> str:
         raise NormalizationError(path, f"cannot be written as JSON: {exc}") from None
 
 
-def _single(out: str, rule: Callable[[Any, str], Any]) -> Convert:
-    return lambda value, path: {out: rule(value, path)}
+def ident(out: str) -> Field:
+    return Field(out, to_id)
 
 
-def ident(out: str) -> Convert:
-    return _single(out, to_id)
+def integer(out: str) -> Field:
+    return Field(out, to_int)
 
 
-def integer(out: str) -> Convert:
-    return _single(out, to_int)
+def text(out: str) -> Field:
+    return Field(out, to_text)
 
 
-def text(out: str) -> Convert:
-    return _single(out, to_text)
+def flag(out: str) -> Field:
+    return Field(out, to_bool)
 
 
-def flag(out: str) -> Convert:
-    return _single(out, to_bool)
+def money(out: str) -> Field:
+    return Field(out, to_money)
 
 
-def money(out: str) -> Convert:
-    return _single(out, to_money)
-
-
-def required_money(out: str) -> Convert:
-    def convert(value: Any, path: str) -> dict[str, Any]:
+def required_money(out: str) -> Field:
+    def convert(value: Any, path: str) -> Any:
         if value is None:
             raise NormalizationError(path, "missing required amount")
-        return {out: to_money(value, path)}
+        return to_money(value, path)
 
-    return convert
+    return Field(out, convert)
 
 
-def instant(out: str, naive_tz: NaiveTz) -> Convert:
+def instant(out: str, naive_tz: NaiveTz) -> Field:
     """Timestamp pair ``<out>_at`` / ``<out>_raw``."""
-
-    def convert(value: Any, path: str) -> dict[str, Any]:
-        at, raw = to_timestamp(value, path, naive_tz)
-        return {f"{out}_at": at, f"{out}_raw": raw}
-
-    return convert
+    return Field((f"{out}_at", f"{out}_raw"), lambda value, path: to_timestamp(value, path, naive_tz))
 
 
-def hms(out: str) -> Convert:
+def _checked_hms(value: Any, path: str) -> Any:
+    parse_hms(value, path)
+    return value
+
+
+def hms(out: str) -> Field:
     """Keeps the HH:MM:SS text as sent, after checking that it parses."""
-
-    def convert(value: Any, path: str) -> dict[str, Any]:
-        parse_hms(value, path)
-        return {out: value}
-
-    return convert
+    return Field(out, _checked_hms)
 
 
-def disconnect(value: Any, path: str) -> dict[str, Any]:
-    code, reason, raw = split_disconnect(value, path)
-    return {"disconnect_code": code, "disconnect_text": reason, "disconnect_raw": raw}
+disconnect = Field(("disconnect_code", "disconnect_text", "disconnect_raw"), split_disconnect)
 
 
-def json_list(out: str) -> Convert:
+def _json_or_empty_list(value: Any, path: str) -> str:
+    return json_text([] if value is None else value, path)
+
+
+def json_list(out: str) -> Field:
     """A JSON value kept as text; absent or null becomes ``[]`` (the provider's empty value for these)."""
-    return lambda value, path: {out: json_text([] if value is None else value, path)}
+    return Field(out, _json_or_empty_list)
 
 
-def nested(out: str, spec: Spec) -> Convert:
-    """A nested provider object mapped by its own spec, with its own ``extra_json``."""
+def nested(out: str, spec: Spec) -> Nested:
+    return Nested(out, spec)
 
-    def convert(value: Any, path: str) -> dict[str, Any]:
+
+def _nested_rule(spec: Spec, path: str) -> Rule:
+    map_inner = object_mapper(spec, f"{path}.")
+
+    def convert(value: Any, path: str) -> Any:
         if value is None:
-            return {out: None}
+            return None
         if not isinstance(value, dict):
             raise NormalizationError(path, f"expected an object, got {type(value).__name__}")
-        return {out: map_object(spec, value, f"{path}.")}
+        return map_inner(value)
 
     return convert
 
 
-def map_fields(spec: Spec, obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Every field of ``spec`` mapped from ``obj`` (absent keys as ``None``), without ``extra_json``."""
-    fields: dict[str, Any] = {}
+def fields_mapper(spec: Spec, prefix: str = "") -> Mapper:
+    """Maps every field of ``spec`` from an object (absent keys as ``None``), without ``extra_json``."""
+    # (provider key, path for errors, output name or names, whether it is one name, rule), in spec order:
+    # the first field that does not fit is the one reported.
+    steps: list[tuple[str, str, Any, bool, Rule]] = []
+    outputs: set[str] = set()
     for key, convert in spec.items():
-        fields.update(convert(obj.get(key), prefix + key))
-    for seconds, text_field in _DURATION_PAIRS:
-        if seconds in fields and fields[seconds] is None and fields.get(text_field) is not None:
-            fields[seconds] = parse_hms(fields[text_field], text_field)
-    return fields
+        path = prefix + key
+        if isinstance(convert, Nested):
+            convert = Field(convert.out, _nested_rule(convert.spec, path))
+        steps.append((key, path, convert.out, isinstance(convert.out, str), convert.rule))
+        outputs.update([convert.out] if isinstance(convert.out, str) else convert.out)
+    pairs = [(seconds, hms_field) for seconds, hms_field in _DURATION_PAIRS if seconds in outputs]
+
+    def map_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        get = obj.get
+        for key, path, out, single, rule in steps:
+            if single:
+                fields[out] = rule(get(key), path)
+            else:
+                fields.update(zip(out, rule(get(key), path), strict=True))
+        for seconds, hms_field in pairs:
+            if fields[seconds] is None and fields.get(hms_field) is not None:
+                fields[seconds] = parse_hms(fields[hms_field], hms_field)
+        return fields
+
+    return map_fields
 
 
-def extra_json(obj: Mapping[str, Any], known: Collection[str], prefix: str = "") -> str:
+def extra_json(obj: Mapping[str, Any], known: frozenset[str], prefix: str = "") -> str:
     """JSON object text of the keys of ``obj`` that are not in ``known``."""
+    if known.issuperset(obj):
+        return "{}"  # the usual case: nothing unknown, nothing to serialize
     return json_text({k: v for k, v in obj.items() if k not in known}, prefix or "$")
 
 
-def map_object(spec: Spec, obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    return {**map_fields(spec, obj, prefix), "extra_json": extra_json(obj, spec, prefix)}
+def object_mapper(spec: Spec, prefix: str = "") -> Mapper:
+    """Maps an object onto every field of ``spec`` plus ``extra_json``."""
+    map_fields = fields_mapper(spec, prefix)
+    known = frozenset(spec)
+
+    def map_object(obj: Mapping[str, Any]) -> dict[str, Any]:
+        record = map_fields(obj)
+        record["extra_json"] = extra_json(obj, known, prefix)
+        return record
+
+    return map_object

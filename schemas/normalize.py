@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -94,7 +94,11 @@ _SNAPSHOT: m.Spec = {
     "origem": m.nested("origin", _ORIGIN_LEG),
     "destino": m.nested("destination", _DESTINATION_LEG),
 }
-_FLAT_DID_KNOWN = {*_SNAPSHOT_TOP, *_FLAT_DESTINATION_LEG, "numero_origem"}
+_FLAT_DID_KNOWN = frozenset({*_SNAPSHOT_TOP, *_FLAT_DESTINATION_LEG, "numero_origem"})
+_map_snapshot = m.object_mapper(_SNAPSHOT)
+_map_origin_leg = m.object_mapper(_ORIGIN_LEG)
+_map_flat_destination = m.fields_mapper(_FLAT_DESTINATION_LEG)
+_map_snapshot_top = m.fields_mapper(_SNAPSHOT_TOP)
 
 
 def _is_flat_did(body: Mapping[str, Any]) -> bool:
@@ -108,23 +112,23 @@ def _is_flat_did(body: Mapping[str, Any]) -> bool:
 def _call_snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
     """Call object; the flat DID shape's leg fields become ``destination``, ``numero_origem`` ``origin``."""
     if not _is_flat_did(body):
-        return m.map_object(_SNAPSHOT, body)
-    origin = m.map_object(_ORIGIN_LEG, {})
+        return _map_snapshot(body)
+    origin = _map_origin_leg({})
     origin["number"] = to_text(body.get("numero_origem"), "numero_origem")
-    destination = {**m.map_fields(_FLAT_DESTINATION_LEG, body), "extra_json": "{}"}
+    destination = {**_map_flat_destination(body), "extra_json": "{}"}
     return {
-        **m.map_fields(_SNAPSHOT_TOP, body),
+        **_map_snapshot_top(body),
         "origin": origin,
         "destination": destination,
         "extra_json": m.extra_json(body, _FLAT_DID_KNOWN),
     }
 
 
-def _extension(value: Any, path: str) -> dict[str, Any]:
+def _extension(value: Any, path: str) -> tuple[str | None, str | None]:
     """``ramal``: a number or text, or (old DID payloads) an object describing the extension leg."""
     if isinstance(value, dict):
-        return {"extension": None, "extension_json": m.json_text(value, path)}
-    return {"extension": to_text(value, path), "extension_json": None}
+        return None, m.json_text(value, path)
+    return to_text(value, path), None
 
 
 _SPECS: dict[str, m.Spec] = {
@@ -160,7 +164,7 @@ _SPECS: dict[str, m.Spec] = {
         "data_atendimento": m.instant("answered", "local"),
         "tipo": m.text("type"),
         "ativo": m.flag("active"),
-        "ramal": _extension,
+        "ramal": m.Field(("extension", "extension_json"), _extension),
         "status": m.text("status"),
         "duracao_segundos": m.integer("total_seconds"),
         "duracao_falada_segundos": m.integer("talk_seconds"),
@@ -212,19 +216,14 @@ _SPECS: dict[str, m.Spec] = {
     },
 }
 
-_Mapper = Callable[[Mapping[str, Any]], dict[str, Any]]
+_TABLE_MAPPERS: dict[str, m.Mapper] = {name: m.object_mapper(spec) for name, spec in _SPECS.items()}
 
 
-def _table(schema_name: str) -> _Mapper:
-    spec = _SPECS[schema_name]
-    return lambda body: m.map_object(spec, body)
+def _mapper(topic: Topic) -> m.Mapper:
+    return _call_snapshot if topic.schema == "CallSnapshot" else _TABLE_MAPPERS[topic.schema]
 
 
-def _mapper(topic: Topic) -> _Mapper:
-    return _call_snapshot if topic.schema == "CallSnapshot" else _table(topic.schema)
-
-
-_MAPPERS: dict[str, _Mapper] = {kind: _mapper(topic) for kind, topic in KIND_TOPICS.items()}
+_MAPPERS: dict[str, m.Mapper] = {kind: _mapper(topic) for kind, topic in KIND_TOPICS.items()}
 
 # Record field whose value is the partition key; absent: the tenant (balance alerts are per account).
 _KEY_FIELDS: dict[str, str] = {
@@ -247,9 +246,10 @@ def _to_millis(moment: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
-def normalize(kind: str, tenant: str, body: Any, received_at: datetime) -> Normalized:
+def normalize(kind: str, tenant: str, body: Any, received_at: datetime, eid: str | None = None) -> Normalized:
     """Map one webhook body onto its family record.
 
+    ``eid``: the body's ``event_id`` when the caller already computed it (saves hashing the body twice).
     Raises ``UnknownKind`` for a kind outside the 15, ``NormalizationError`` (naming the field) for a body
     that does not fit the contract.
     """
@@ -260,7 +260,7 @@ def normalize(kind: str, tenant: str, body: Any, received_at: datetime) -> Norma
         raise NormalizationError("$", f"body must be a JSON object, got {type(body).__name__}")
     fields = _MAPPERS[kind](body)
     record = {
-        "event_id": event_id(tenant, kind, body),
+        "event_id": event_id(tenant, kind, body) if eid is None else eid,
         "kind": kind,
         "tenant": tenant,
         "received_at": _to_millis(received_at),
