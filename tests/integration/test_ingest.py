@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -168,12 +169,17 @@ def test_kafka_stopped_mid_request_gives_503_then_lands_on_retry() -> None:
                 assert httpx.get(f"{url}/readyz", timeout=10).status_code == 503
             finally:
                 os.killpg(running.kafka_pid, signal.SIGCONT)
-            retry = post(url, kind, json.dumps(payload))
-            assert retry.status_code == 200, retry.text
+            # The sender retries, as the provider does after a 503, until the broker has caught up again.
+            retries = [post(url, kind, json.dumps(payload))]
+            deadline = time.monotonic() + 30
+            while retries[-1].status_code == 503 and time.monotonic() < deadline:
+                time.sleep(1)
+                retries.append(post(url, kind, json.dumps(payload)))
+            assert retries[-1].status_code == 200, retries[-1].text
         producer.close()
         eid = event_id("acme", kind, payload)
         copies = by_event_id(running.bootstrap, topics.KIND_TOPICS[kind].name, eid, settle=2)
-        # The frozen write may still land after the 503: at-least-once, with one event id for downstream dedup.
-        assert 1 <= len(copies) <= 2
+        # Writes that timed out may still land after their 503: at-least-once, one event id for downstream dedup.
+        assert 1 <= len(copies) <= len(retries) + 1
     finally:
         stack.down(data)
