@@ -179,8 +179,8 @@ def writer_part(rows: int, batch_rows: int) -> dict[str, Any]:
                 began = time.perf_counter()
                 chunk_rows = [to_row(record, columns) for record in chunk]  # the baseline's input, timed alone
                 converted = time.perf_counter() - began
-                batch = Batch(spec.name, spec.topic, 0,
-                              tuple(Entry(offset + j, record, b"") for j, record in enumerate(chunk)))
+                batch = Batch(spec.name, spec.topic,
+                              tuple(Entry(0, offset + j, record, b"") for j, record in enumerate(chunk)))
                 offset += len(chunk)
 
                 def via_writer(batch: Batch = batch) -> float:
@@ -211,8 +211,8 @@ def writer_part(rows: int, batch_rows: int) -> dict[str, Any]:
             began = time.perf_counter()
             for i in range(SMALL_BATCHES):
                 chunk = small[i * SMALL_BATCH_ROWS:(i + 1) * SMALL_BATCH_ROWS]
-                writer.write(Batch(spec.name, spec.topic, 1, tuple(
-                    Entry(i * SMALL_BATCH_ROWS + j, record, b"") for j, record in enumerate(chunk))))
+                writer.write(Batch(spec.name, spec.topic, tuple(
+                    Entry(1, i * SMALL_BATCH_ROWS + j, record, b"") for j, record in enumerate(chunk))))
             small_ms = 1000 * (time.perf_counter() - began) / SMALL_BATCHES
         finally:
             client.close()

@@ -1,15 +1,18 @@
 """Accumulates consumed records into insert batches; pure (no I/O, the caller passes the clock).
 
-One batch never mixes tables, topics or partitions: its insert deduplication token is then a function of
-(table, topic, partition, first offset, last offset) alone, and the consumer commits ``commit_offset`` of each
-partition after the batch's insert was confirmed. Batches of one partition must be written in the order
-``ready`` returns them.
+One batch per table (each table has one source topic), mixing that topic's partitions: ClickHouse wants few,
+large inserts (about one per table per second), and a buffer per partition would multiply them by the partition
+count. The insert deduplication token is a function of the batch's offset range in each partition, so the same
+messages cut the same way give the same token. After the insert is confirmed the consumer commits
+``commit_offsets`` (per partition, the offset after the batch). Batches of one table must be written in the
+order ``ready`` returns them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 DEFAULT_MAX_ROWS = 10_000
@@ -19,6 +22,7 @@ DEFAULT_MAX_AGE_S = 1.0
 
 @dataclass(frozen=True)
 class Entry:
+    partition: int
     offset: int
     record: Mapping[str, Any]
     """The decoded Avro record."""
@@ -31,26 +35,27 @@ class Entry:
 class Batch:
     table: str
     topic: str
-    partition: int
     entries: tuple[Entry, ...]
 
-    @property
-    def first_offset(self) -> int:
-        return self.entries[0].offset
+    @cached_property
+    def ranges(self) -> dict[int, tuple[int, int]]:
+        """Per partition: first and last offset in the batch."""
+        ranges: dict[int, tuple[int, int]] = {}
+        for entry in self.entries:
+            first, _ = ranges.get(entry.partition, (entry.offset, entry.offset))
+            ranges[entry.partition] = (first, entry.offset)
+        return dict(sorted(ranges.items()))
 
     @property
-    def last_offset(self) -> int:
-        return self.entries[-1].offset
-
-    @property
-    def commit_offset(self) -> int:
-        """The offset to commit for this partition once the batch is written (Kafka: next to read)."""
-        return self.last_offset + 1
+    def commit_offsets(self) -> dict[int, int]:
+        """Per partition, the offset to commit once the batch is written (Kafka: the next one to read)."""
+        return {partition: last + 1 for partition, (_, last) in self.ranges.items()}
 
     @property
     def token(self) -> str:
         """Insert deduplication token: the same messages replayed as the same batch give the same token."""
-        return f"{self.table}/{self.topic}/{self.partition}/{self.first_offset}-{self.last_offset}"
+        spans = ",".join(f"{p}:{first}-{last}" for p, (first, last) in self.ranges.items())
+        return f"{self.table}/{self.topic}/{spans}"
 
     @property
     def size_bytes(self) -> int:
@@ -60,6 +65,7 @@ class Batch:
 @dataclass
 class _Buffer:
     table: str
+    topic: str
     started: float
     entries: list[Entry] = field(default_factory=list)
     size_bytes: int = 0
@@ -78,8 +84,9 @@ class Batcher:
             raise ValueError("batch bounds must be positive")
         self._table_of = table_of
         self._max_rows, self._max_bytes, self._max_age_s = max_rows, max_bytes, max_age_s
-        self._open: dict[tuple[str, int], _Buffer] = {}
+        self._open: dict[str, _Buffer] = {}  # by topic
         self._sealed: list[Batch] = []
+        self._last: dict[tuple[str, int], int] = {}  # last offset added per (topic, partition)
 
     def add(
         self,
@@ -91,40 +98,51 @@ class Batcher:
         now: float,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        key = (topic, partition)
-        buffer = self._open.get(key)
-        last = buffer.entries[-1].offset if buffer else self._last_sealed_offset(key)
+        last = self._last.get((topic, partition))
         if last is not None and offset <= last:
             raise ValueError(
                 f"{topic}[{partition}] offset {offset} after {last}: drop() a revoked or seeked partition"
             )
+        buffer = self._open.get(topic)
         if buffer is not None and buffer.size_bytes + len(raw) > self._max_bytes:
-            self._seal(key)
+            self._seal(topic)
             buffer = None
         if buffer is None:
-            buffer = self._open[key] = _Buffer(self._table_of(topic), now)
-        buffer.entries.append(Entry(offset, record, raw, dict(headers or {})))
+            buffer = self._open[topic] = _Buffer(self._table_of(topic), topic, now)
+        buffer.entries.append(Entry(partition, offset, record, raw, dict(headers or {})))
         buffer.size_bytes += len(raw)
+        self._last[(topic, partition)] = offset
         if len(buffer.entries) >= self._max_rows or buffer.size_bytes >= self._max_bytes:
-            self._seal(key)
+            self._seal(topic)
 
     def ready(self, now: float) -> list[Batch]:
-        """Batches that reached a bound (rows, bytes, or age at ``now``), oldest first per partition."""
-        for key, buffer in list(self._open.items()):
+        """Batches that reached a bound (rows, bytes, or age at ``now``), oldest first per table."""
+        for topic, buffer in list(self._open.items()):
             if now - buffer.started >= self._max_age_s:
-                self._seal(key)
+                self._seal(topic)
         return self._take()
 
     def drain(self) -> list[Batch]:
-        """Everything buffered, bounds or not (shutdown)."""
-        for key in list(self._open):
-            self._seal(key)
+        """Everything buffered, bounds or not (shutdown, rebalance)."""
+        for topic in list(self._open):
+            self._seal(topic)
         return self._take()
 
     def drop(self, topic: str, partition: int) -> None:
-        """Forget what is buffered for a partition (revoked, or seeked back for a retry)."""
-        self._open.pop((topic, partition), None)
-        self._sealed = [b for b in self._sealed if (b.topic, b.partition) != (topic, partition)]
+        """Forget what is buffered for a partition (lost, or seeked back for a retry)."""
+        self._last.pop((topic, partition), None)
+        buffer = self._open.get(topic)
+        if buffer is not None:
+            buffer.entries = [e for e in buffer.entries if e.partition != partition]
+            buffer.size_bytes = sum(len(e.raw) for e in buffer.entries)
+            if not buffer.entries:
+                del self._open[topic]
+        kept = []
+        for batch in self._sealed:
+            entries = tuple(e for e in batch.entries if not (batch.topic == topic and e.partition == partition))
+            if entries:
+                kept.append(Batch(batch.table, batch.topic, entries))
+        self._sealed = kept
 
     def next_deadline(self) -> float | None:
         """When the oldest open buffer ages out (a poll timeout for the consumer), ``None`` if all empty."""
@@ -136,13 +154,9 @@ class Batcher:
     def buffered_rows(self) -> int:
         return sum(len(b.entries) for b in self._open.values()) + sum(len(b.entries) for b in self._sealed)
 
-    def _last_sealed_offset(self, key: tuple[str, int]) -> int | None:
-        offsets = [b.last_offset for b in self._sealed if (b.topic, b.partition) == key]
-        return offsets[-1] if offsets else None
-
-    def _seal(self, key: tuple[str, int]) -> None:
-        buffer = self._open.pop(key)
-        self._sealed.append(Batch(buffer.table, key[0], key[1], tuple(buffer.entries)))
+    def _seal(self, topic: str) -> None:
+        buffer = self._open.pop(topic)
+        self._sealed.append(Batch(buffer.table, topic, tuple(buffer.entries)))
 
     def _take(self) -> list[Batch]:
         batches, self._sealed = self._sealed, []

@@ -1,9 +1,10 @@
 """The sink service: Kafka -> batches -> ClickHouse, committing offsets only after the insert is confirmed.
 
-Commit order (docs/DESIGN.md, "Sink"): decode -> buffer per (table, topic, partition) -> insert with the batch's
-deduplication token -> commit the offset after the batch, synchronously. While ClickHouse is unavailable the
-same batch is retried with back-off and nothing is committed. The process owns the embedded engine's data
-directory and serves read-only SQL beside it (sinks/query_server.py), so analysts can query while it runs.
+Commit order (docs/DESIGN.md, "Sink"): decode -> buffer per table -> insert with the batch's deduplication token
+-> commit, synchronously and once per write cycle, the offsets after the written batches. While ClickHouse is
+unavailable the same batch is retried with back-off and nothing is committed. The process owns the embedded
+engine's data directory and serves read-only SQL beside it (sinks/query_server.py), so analysts can query while
+it runs.
 """
 
 from __future__ import annotations
@@ -107,8 +108,8 @@ class Sink:
         try:
             record = self.codec.decode(topic, raw)
         except Exception as exc:  # an undecodable message is kept, and must not stall its partition
-            self._reject(Batch(self.catalog.for_topic(topic).name, topic, partition,
-                               (Entry(offset, {}, raw, _headers(msg)),)), exc)
+            self._reject(Batch(self.catalog.for_topic(topic).name, topic,
+                               (Entry(partition, offset, {}, raw, _headers(msg)),)), exc)
             return
         self.batcher.add(topic, partition, offset, record, raw, time.monotonic(), _headers(msg))
 
@@ -116,10 +117,14 @@ class Sink:
         self._retrying(lambda: self.writer.reject(batch, error), batch.token)
 
     def _write_all(self, batches: list[Batch]) -> None:
+        if not batches:
+            return
+        offsets: dict[tuple[str, int], int] = {}
         for batch in batches:
             result = self._retrying(partial(self.writer.write, batch), batch.token)
             self.rows_written += result.rows_inserted
-            self._commit(batch)
+            offsets.update({(batch.topic, p): offset for p, offset in batch.commit_offsets.items()})
+        self._commit(offsets)
 
     def _retrying(self, write: Callable[[], T], token: str) -> T:
         backoff = 0.5
@@ -134,13 +139,13 @@ class Sink:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
 
-    def _commit(self, batch: Batch) -> None:
+    def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
         try:
-            self.consumer.commit(offsets=[TopicPartition(batch.topic, batch.partition, batch.commit_offset)],
+            self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
                                  asynchronous=False)
         except KafkaException as exc:
-            # Not fatal: the batch is in ClickHouse; if the commit is lost it is re-read and deduplicated.
-            log.warning("offset commit failed", extra={"batch": batch.token, "error": str(exc)})
+            # Not fatal: the batches are in ClickHouse; if the commit is lost they are re-read and deduplicated.
+            log.warning("offset commit failed", extra={"partitions": len(offsets), "error": str(exc)})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Write and commit what is buffered for partitions that move to another consumer."""

@@ -134,7 +134,7 @@ class Writer:
         # produces the same halves, so what landed the first time is deduplicated.
         middle = len(rows) // 2
         return sum(
-            self._insert_isolating(spec, half, f"{token}/{half[0][0].offset}-{half[-1][0].offset}", failures)
+            self._insert_isolating(spec, half, f"{token}/{_span(half[0][0], half[-1][0])}", failures)
             for half in (rows[:middle], rows[middle:])
         )
 
@@ -183,6 +183,10 @@ class Writer:
             "headers": dict(failure.entry.headers),
             "body": failure.entry.raw,
             "source_topic": batch.topic,
-            "source_partition": batch.partition,
+            "source_partition": failure.entry.partition,
             "source_offset": failure.entry.offset,
         }
+
+
+def _span(first: Entry, last: Entry) -> str:
+    return f"{first.partition}:{first.offset}-{last.partition}:{last.offset}"

@@ -155,9 +155,9 @@ def load_sample(client: Client) -> dict[str, int]:
     inserted: dict[str, int] = defaultdict(int)
     for topic, values in pipeline.log.items():
         table = tables.for_topic(topic).name
-        entries = tuple(Entry(offset, pipeline.codec.decode(topic, raw), raw)
+        entries = tuple(Entry(0, offset, pipeline.codec.decode(topic, raw), raw)
                         for offset, raw in enumerate(values))
-        result = writer.write(Batch(table, topic, 0, entries))
+        result = writer.write(Batch(table, topic, entries))
         inserted[table] += result.rows_inserted
         inserted[DEAD_LETTERS] += result.dead_letters
     return dict(inserted)
