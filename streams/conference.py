@@ -38,7 +38,7 @@ def apply(state: ConferenceState | None, event: Record) -> tuple[ConferenceState
     current = state["participants"].get(who)
     if current is not None and event["event_id"] in current["event_ids"]:
         return state, who
-    state = codec.loads(codec.dumps(state))
+    state = codec.clone(state)
     part = state["participants"].setdefault(
         who, {"event_ids": [], "fields": {}, "joins": [], "leaves": [], "other": 0}
     )

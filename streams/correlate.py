@@ -25,7 +25,6 @@ keeping ``max(version)`` keeps the record built from the most events.
 
 from __future__ import annotations
 
-import copy
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -126,7 +125,7 @@ def apply(state: CallState | None, event: Record) -> CallState:
         raise ValueError("event belongs to another call")
     if event["event_id"] in state["event_ids"]:
         return state
-    state = copy.deepcopy(state)
+    state = _copy_for_update(state)
     add_id(state["event_ids"], event["event_id"])
     if state["emitted_end"]:
         state["late_event_count"] += 1
@@ -136,6 +135,25 @@ def apply(state: CallState | None, event: Record) -> CallState:
     else:
         _apply_snapshot(state, event, end=kind == KIND_CALL_END)
     return state
+
+
+def _copy_for_update(state: CallState) -> CallState:
+    """A copy that :func:`apply` may modify without touching ``state``, sharing what it never modifies in place.
+
+    An update only inserts into ``event_ids``, rebinds top-level and per-leg scalars, and rebinds entries of the
+    ``fields`` and ``status_times`` maps (:func:`streams.merge.put` stores a new ``[key, value]`` register, never
+    edits one), so copying those containers is enough; a ``deepcopy`` of the whole state cost ~30% of the path.
+    """
+    return {
+        **state,
+        "event_ids": list(state["event_ids"]),
+        "fields": dict(state["fields"]),
+        "legs": {name: _copy_leg(leg) for name, leg in state["legs"].items()},
+    }
+
+
+def _copy_leg(leg: dict[str, Any]) -> dict[str, Any]:
+    return {**leg, "fields": dict(leg["fields"]), "status_times": dict(leg["status_times"])}
 
 
 def _live_leg_time(leg: Record) -> datetime | None:

@@ -49,7 +49,7 @@ def apply(state: ExtensionState | None, event: Record) -> ExtensionState:
         raise ValueError("event belongs to another call")
     if event["event_id"] in state["event_ids"]:
         return state
-    state = codec.loads(codec.dumps(state))
+    state = codec.clone(state)
     add_id(state["event_ids"], event["event_id"])
     created = event.get("created_at")
     as_of = plus_seconds(created, event.get("total_seconds")) or created

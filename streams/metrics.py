@@ -269,7 +269,7 @@ def update_window(
 
 
 def dump_key(key: WindowKey) -> str:
-    return codec.dumps(list(key))
+    return codec.key_text(list(key))
 
 
 def load_key(text: str | bytes) -> WindowKey:

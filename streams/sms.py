@@ -30,7 +30,7 @@ def apply(state: SmsState | None, event: Record) -> SmsState:
         raise ValueError("event belongs to another SMS")
     if event["event_id"] in state["event_ids"]:
         return state
-    state = codec.loads(codec.dumps(state))
+    state = codec.clone(state)
     add_id(state["event_ids"], event["event_id"])
     if event["kind"] == KIND_SMS_REPLY:
         _apply_reply(state, event)
