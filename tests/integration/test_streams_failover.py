@@ -243,10 +243,10 @@ def test_a_killed_worker_loses_and_duplicates_nothing(cluster: Cluster, tmp_path
     assert sum(w[0] for w in sums) == len(expected.calls) + len(expected.single_leg)
     assert sum(w[2] for w in sums) == len(expected.sms)
 
-    eventually(lambda: settled(cluster), 60, "streams and sink caught up")
+    eventually(lambda: settled(cluster), 120, "streams and sink caught up")
     before = snapshot(cluster, tenant)
     replay(cluster, tenant, tail)  # the survivor's restored tables must see duplicates only
-    eventually(lambda: settled(cluster), 60, "streams and sink caught up after the duplicate tail")
+    eventually(lambda: settled(cluster), 120, "streams and sink caught up after the duplicate tail")
     assert snapshot(cluster, tenant) == before
     assert observed(cluster, tenant) == expected
 
