@@ -59,14 +59,10 @@ class Services:
 
     def spawn(self, name: str, module: str | None = None, **env: str) -> subprocess.Popen[bytes]:
         """Start a service; `name` may be a second instance (e.g. "streams-2" with module "streams")."""
-        log = self.log(name)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("ab") as out:
-            proc = subprocess.Popen([sys.executable, "-m", module or MODULES[name]], stdout=out,
-                                    stderr=subprocess.STDOUT, env={**self.env, **env}, cwd=stack.ROOT,
-                                    start_new_session=True)
+        proc = stack.spawn([sys.executable, "-m", module or MODULES[name]], self.log(name),
+                           {**self.env, **env}, cwd=stack.ROOT)
         self.children[name] = proc
-        stack.say(f"{name}: started (pid {proc.pid}, log {log})")
+        stack.say(f"{name}: started (pid {proc.pid}, log {self.log(name)})")
         return proc
 
     def wait_http(self, name: str, url: str, timeout: float = 90) -> None:

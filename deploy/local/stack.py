@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 KAFKA_VERSION = "4.1.1"
 REGISTRY_VERSION = "3.0.9"
 REGISTRY_ARTIFACT = f"io.apicurio:apicurio-registry-app:{REGISTRY_VERSION}:zip:all"
@@ -170,12 +172,21 @@ def _http_ready(url: str) -> Callable[[], bool]:
     return ready
 
 
-def _spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def die_with_parent() -> None:
+    """Run in a child before exec: the kernel sends it SIGTERM when the process that started it dies, so a
+    `make run` or test session killed hard (SIGKILL, a crash) leaves no broker or service behind."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None,
+          cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start a child in a session of its own, output appended to `log`. Its own session: Ctrl-C in the terminal
+    reaches only our orchestrator, which stops the children in order."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
-        # A session of its own: Ctrl-C in the terminal reaches our orchestrator, which stops the JVM in order.
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, **(env or {})})
+                                env={**os.environ, **(env or {})}, cwd=cwd, preexec_fn=die_with_parent)
 
 
 def start_kafka(data: Path, port: int, controller_port: int) -> tuple[str, subprocess.Popen[bytes], Path]:
@@ -205,7 +216,7 @@ def start_kafka(data: Path, port: int, controller_port: int) -> tuple[str, subpr
             log.write_text(fmt.stdout + fmt.stderr)
             raise StackError(f"Kafka storage format failed: read {log}")
     heap = os.environ.get("KAFKA_HEAP", "-Xmx768m")
-    proc = _spawn([java, heap, f"-Dlog4j2.configurationFile={HERE / 'log4j2.yaml'}",
+    proc = spawn([java, heap, f"-Dlog4j2.configurationFile={HERE / 'log4j2.yaml'}",
                    "-cp", classpath, "kafka.Kafka", str(props)], log)
     bootstrap = f"127.0.0.1:{port}"
     say(f"Kafka: starting on {bootstrap} (log {log})")
@@ -217,7 +228,7 @@ def start_registry(data: Path, port: int) -> tuple[str, subprocess.Popen[bytes],
     _check_port_free(port, "the schema registry", "SCHEMA_REGISTRY_PORT")
     jar = registry_dir() / f"apicurio-registry-app-{REGISTRY_VERSION}-runner.jar"
     log = data / "logs" / "registry.log"
-    proc = _spawn([java, "-Xmx384m", "-jar", str(jar)], log,
+    proc = spawn([java, "-Xmx384m", "-jar", str(jar)], log,
                   {"QUARKUS_HTTP_PORT": str(port), "QUARKUS_HTTP_HOST": "127.0.0.1"})
     url = f"http://127.0.0.1:{port}/apis/ccompat/v7"
     say(f"Schema registry: starting on {url} (log {log})")
