@@ -169,8 +169,9 @@ def create_app(settings: Settings) -> faust.App:
 
     async def dead_letter(event: EventT, reason: Exception) -> None:
         msg = event.message
-        log.warning("dead-lettered stream event", extra={"topic": msg.topic, "offset": msg.offset,
-                                                         "reason": str(reason)})
+        # In the message text, not only in `extra`: Faust's worker installs its own plain-text log format.
+        log.warning("dead-lettered stream event %s[%s]@%s: %s: %s", msg.topic, msg.partition, msg.offset,
+                    type(reason).__name__, reason)
         record = {
             "kind": _header(event, "kind") or "unknown", "tenant": _header(event, "tenant") or "unknown",
             "received_at": datetime.now(UTC), "stage": "streams", "reason": str(reason)[:2000],
