@@ -12,7 +12,6 @@ ceiling.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import signal
 import socket
@@ -29,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from bench.host import cpu_seconds, machine
 from broker.admin import TopicSpec, ensure_topics
 from deploy.local import stack
 from schemas import topics
@@ -60,19 +60,8 @@ class Figures:
     failed: int
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def machine() -> str:
-    model = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    return f"{os.cpu_count()} x {model}"
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 30.0) -> None:

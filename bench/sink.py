@@ -47,6 +47,7 @@ from typing import Any
 import httpx
 from confluent_kafka import Producer
 
+from bench.host import cpu_seconds, machine
 from broker.config import producer_config
 from deploy.local import stack
 from deploy.local.services import Services, create_topics, service_env
@@ -76,19 +77,8 @@ class BenchError(RuntimeError):
 # ---------------------------------------------------------------------------------------------------- helpers
 
 
-def machine() -> str:
-    model = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    return f"{os.cpu_count()} x {model}"
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of one process (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def machine_busy() -> tuple[float, float]:
