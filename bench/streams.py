@@ -39,7 +39,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from bench.ingest import cpu_seconds, machine
+from bench.host import cpu_seconds, machine
 from broker.config import consumer_config, producer_config
 from deploy.local import stack
 from deploy.local.services import create_topics, service_env
