@@ -244,6 +244,9 @@ def test_a_killed_worker_loses_and_duplicates_nothing(cluster: Cluster, tmp_path
     try:
         eventually(lambda: observed(cluster, tenant) == expected, 90, "every record of the sample, once")
     except AssertionError:
+        # What the SMS rows were folded from, for whoever debugs the open bug (printed with the failure).
+        print(cluster.services.query(f"SELECT sms_id, version, status, status_history, replies FROM v_sms "
+                                     f"WHERE tenant = '{tenant}' ORDER BY sms_id", "Pretty"))
         assert observed(cluster, tenant) == expected  # the same check once more, for pytest's diff of the two
         raise
     for view, (n, unique) in view_duplicates(cluster, tenant).items():
