@@ -31,9 +31,10 @@ from schemas.codec import codec_from_settings
 from schemas.topics import Topic
 from streams import balance as balance_state
 from streams import codec as state_codec
-from streams import conference, correlate, extension, metrics, single_leg, sms, validation, voicemail
-from streams.metrics import ENTITY_CALL, ENTITY_SINGLE_LEG, ENTITY_SMS
-from streams.rating import rate_call, rate_single_leg, rate_sms
+from streams import correlate, metrics
+from streams.folds import FEEDS, SPEND, folds, state_of
+from streams.metrics import ENTITY_CALL
+from streams.rating import rate_call
 from streams.records import Record
 from streams.settings import Settings
 
@@ -44,15 +45,6 @@ TICKS = "callpipe-streams-ticks"
 TENANT_FEED = "callpipe-streams-tenant-feed"
 TABLES = ("calls", "open_calls", "single_leg", "extensions", "sms", "conferences", "voicemails",
           "validations", "metric_entities", "metric_windows", "tenant_balance")
-# Which derived records feed the per-tenant agent, and how each adds to the spend since the last balance alert.
-FEEDS = {topics.OUT_SMS.name: ENTITY_SMS, topics.OUT_SINGLE_LEG_CALLS.name: ENTITY_SINGLE_LEG}
-SPEND: dict[str, Callable[[Any, Record], Any]] = {
-    ENTITY_CALL: balance_state.apply_call,
-    ENTITY_SMS: balance_state.apply_sms,
-    ENTITY_SINGLE_LEG: lambda state, record: balance_state.apply_spend(
-        state, record["tenant"], f"single_leg:{record['call_id']}", record["version"], record["end_at"],
-        record["rated_cost"]),
-}
 ENTITY_TOPICS = tuple(t for t in topics.INPUT_TOPICS if t is not topics.BALANCE_ALERTS)
 # Decoded call states kept beside the `calls` table: the calls in progress, whose next events come soon.
 CALL_CACHE_SIZE = 2048
@@ -227,53 +219,22 @@ def create_app(settings: Settings) -> faust.App:
             if state is not None:
                 await settle_call(event.message.partition, key, state, now)
 
-    @dataclass(frozen=True)
-    class Fold:
-        table: str
-        key: Callable[[Record], Any]
-        apply: Callable[[Any, Record], Any]
-        outputs: Callable[[Any, Record], list[Output]]
-
-    def simple(out: Topic, to_record: Callable[[Any], Record], rate: Callable[[Record], Record] = lambda r: r
-               ) -> Callable[[Any, Record], list[Output]]:
-        return lambda state, event: [Output(out, str(_entity_key(event)), rate(to_record(state)))]
-
-    def conference_outputs(state_and_who: Any, event: Record) -> list[Output]:
-        state, who = state_and_who
-        return [Output(topics.OUT_CONFERENCE_SESSIONS, str(event["conference_id"]), conference.to_record(state, who))]
-
-    folds: dict[str, Fold] = {
-        **dict.fromkeys(("chamada_did_fim", "tts_fim", "audio_fim", "composto_fim"), Fold(
-            "single_leg", lambda r: r["call_id"], single_leg.apply,
-            simple(topics.OUT_SINGLE_LEG_CALLS, single_leg.to_record, lambda r: rate_single_leg(r, plan)))),
-        **dict.fromkeys(("ramal_evento", "did_evento"), Fold(
-            "extensions", lambda r: r["call_id"], extension.apply,
-            simple(topics.OUT_EXTENSION_CALLS, extension.to_record))),
-        **dict.fromkeys(("envio_sms", "resposta_sms"), Fold(
-            "sms", lambda r: r["sms_id"], sms.apply,
-            simple(topics.OUT_SMS, sms.to_record, lambda r: rate_sms(r, plan)))),
-        "conferencia_evento": Fold("conferences", lambda r: r["conference_id"],
-                                   lambda s, e: conference.apply(s, e), conference_outputs),
-        "voicemail": Fold("voicemails", lambda r: r["voicemail_id"], voicemail.apply,
-                          simple(topics.OUT_VOICEMAILS, voicemail.to_record)),
-        "valida_numero": Fold("validations", lambda r: r["validation_id"], validation.apply,
-                              simple(topics.OUT_NUMBER_VALIDATIONS, validation.to_record)),
-    }
+    entity_folds = folds(plan)
 
     async def on_entity_event(record: Record) -> None:
-        fold = folds[record["kind"]]
+        fold = entity_folds[record["kind"]]
         store = entity_tables[fold.table]
-        key = _state_key(record, fold.key(record))
+        key = _state_key(record, record[fold.key])
         before = load(store, key)
         result = fold.apply(before, record)
-        state = result[0] if isinstance(result, tuple) else result
-        if state is not before:  # a duplicate leaves the state as it was; its records are published again below
+        state = state_of(result)
+        if state is not before:  # a duplicate leaves the state as it was; its record is published again below
             store[key] = state_codec.encode(state)
-        for output in fold.outputs(result, record):
-            entity = FEEDS.get(output.topic.name)
-            if entity is not None:
-                await feed_tenant(entity, output.record)
-            await publish(output)
+        output = Output(fold.out, str(record[fold.key]), fold.to_record(result))
+        entity = FEEDS.get(output.topic.name)
+        if entity is not None:
+            await feed_tenant(entity, output.record)
+        await publish(output)
 
     @app.agent(entity_source)
     async def entities(stream: Any) -> None:
@@ -340,13 +301,6 @@ def _state_key(record: Record, entity_id: Any) -> str:
     """Provider ids are global, but tenants are isolated anyway: a replay of one tenant's webhooks under another
     tenant must not merge into the first tenant's entities."""
     return f"{record['tenant']}/{entity_id}"
-
-
-def _entity_key(record: Record) -> Any:
-    for name in ("call_id", "sms_id", "conference_id", "voicemail_id", "validation_id"):
-        if name in record:
-            return record[name]
-    raise KeyError("record has no entity id")
 
 
 def _header(event: EventT, name: str) -> str | None:

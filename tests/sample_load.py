@@ -15,8 +15,6 @@ spans an hour, far less than the streams' retention.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,10 +29,10 @@ from sinks.batcher import Batch, Entry
 from sinks.tables import DEAD_LETTERS, catalog
 from sinks.writer import Writer
 from streams import balance as balance_state
-from streams import conference, correlate, extension, single_leg, sms, validation, voicemail
-from streams.app import FEEDS, SPEND
+from streams import correlate
+from streams.folds import FEEDS, SPEND, folds, state_of
 from streams.metrics import ENTITY_CALL, MetricsState
-from streams.rating import DEFAULT_PLAN, rate_call, rate_single_leg, rate_sms
+from streams.rating import DEFAULT_PLAN, rate_call
 from streams.records import KIND_BALANCE, Record
 
 TENANT = "demo"
@@ -45,33 +43,7 @@ FINAL_TICK = timedelta(days=1)  # far beyond INACTIVITY: every call without an e
 HEADERS = {"content-type": "application/json", "user-agent": "callpipe-sample-load"}
 
 
-@dataclass(frozen=True)
-class _Fold:
-    """One entity family of the ``entities`` agent (streams/app.py ``folds``)."""
-
-    table: str
-    key: str
-    apply: Callable[[Any, Record], Any]
-    out: Topic
-    to_record: Callable[[Any], Record]
-    """From what ``apply`` returned (the state, or conference's (state, participant))."""
-
-
-_SINGLE_LEG = _Fold("single_leg", "call_id", single_leg.apply, topics.OUT_SINGLE_LEG_CALLS,
-                    lambda s: rate_single_leg(single_leg.to_record(s), DEFAULT_PLAN))
-_EXTENSION = _Fold("extensions", "call_id", extension.apply, topics.OUT_EXTENSION_CALLS, extension.to_record)
-_SMS = _Fold("sms", "sms_id", sms.apply, topics.OUT_SMS, lambda s: rate_sms(sms.to_record(s), DEFAULT_PLAN))
-FOLDS: dict[str, _Fold] = {
-    **dict.fromkeys(("chamada_did_fim", "tts_fim", "audio_fim", "composto_fim"), _SINGLE_LEG),
-    **dict.fromkeys(("ramal_evento", "did_evento"), _EXTENSION),
-    **dict.fromkeys(("envio_sms", "resposta_sms"), _SMS),
-    "conferencia_evento": _Fold("conferences", "conference_id", conference.apply,
-                                topics.OUT_CONFERENCE_SESSIONS, lambda result: conference.to_record(*result)),
-    "voicemail": _Fold("voicemails", "voicemail_id", voicemail.apply, topics.OUT_VOICEMAILS,
-                       voicemail.to_record),
-    "valida_numero": _Fold("validations", "validation_id", validation.apply, topics.OUT_NUMBER_VALIDATIONS,
-                           validation.to_record),
-}
+FOLDS = folds(DEFAULT_PLAN)
 
 
 class _Pipeline:
@@ -110,7 +82,7 @@ class _Pipeline:
             fold = FOLDS[record["kind"]]
             key = (fold.table, record[fold.key])
             result = fold.apply(self.entities.get(key), record)
-            self.entities[key] = result[0] if isinstance(result, tuple) else result
+            self.entities[key] = state_of(result)
             output = fold.to_record(result)
             self.publish(fold.out, output)
             entity = FEEDS.get(fold.out.name)
