@@ -32,6 +32,7 @@ from schemas.topics import Topic
 from streams import balance as balance_state
 from streams import codec as state_codec
 from streams import correlate, metrics
+from streams.delivery import App
 from streams.folds import FEEDS, SPEND, folds, state_of
 from streams.metrics import ENTITY_CALL
 from streams.rating import rate_call
@@ -117,7 +118,7 @@ class Output:
 
 
 def create_app(settings: Settings) -> faust.App:
-    app = faust.App(
+    app = App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
@@ -157,7 +158,7 @@ def create_app(settings: Settings) -> faust.App:
 
     async def publish(output: Output) -> None:
         value = avro.encode(output.topic.name, output.topic.schema, output.record)
-        await out_topics[output.topic.name].send(key=output.key.encode(), value=value)
+        app.deliveries.track(await out_topics[output.topic.name].send(key=output.key.encode(), value=value))
 
     async def dead_letter(event: EventT, reason: Exception) -> None:
         msg = event.message
@@ -183,8 +184,8 @@ def create_app(settings: Settings) -> faust.App:
 
     async def feed_tenant(entity: str, record: Record) -> None:
         """Rated records, re-keyed by tenant for the per-tenant metrics and balance."""
-        await tenant_feed.send(key=record["tenant"].encode(),
-                               value=state_codec.encode({"entity": entity, "record": record}))
+        app.deliveries.track(await tenant_feed.send(
+            key=record["tenant"].encode(), value=state_codec.encode({"entity": entity, "record": record})))
 
     def track_pending(partition: int, key: str, pending: bool) -> None:
         """`open_calls["p<n>"]`: the calls of partition n with events not yet published (what ticks look at)."""
