@@ -3,8 +3,8 @@
 (a) Pure domain path, in this process, one core: each normalized call event (Avro single-object bytes, as the
     worker reads them) is decoded, folded with `correlate.apply`, `correlate.emit`ted, rated and the Call record
     encoded. Variants: "domain" keeps the states as Python objects; "agent" also does what streams/app.py
-    did around it per event (state JSON out of / into the table twice, the tenant-feed JSON); "agent (app.py)"
-    does what it does now, with its own helpers (decoded-state cache, one state write, the open-calls set).
+    did around it per event before batching (state JSON out of / into the table twice, the tenant-feed JSON);
+    "agent batch" runs the agent's own batch code (streams/entities.py) over dict-backed tables.
     Side by side, over the same events, a codec-only baseline decodes every event and encodes the same output
     records.
 (b) One Faust worker (`python -m streams`) end to end against a local Kafka (deploy/local, Kafka only, free
@@ -48,9 +48,11 @@ from schemas.codec import SingleObjectCodec
 from schemas.normalize import normalize
 from streams import codec as state_codec
 from streams import correlate
-from streams.app import PARTITIONS, DecodedTable, sorted_keys, with_membership
+from streams.app import PARTITIONS
+from streams.entities import Entities, Event
 from streams.metrics import ENTITY_CALL
 from streams.rating import RatingPlan, rate_call
+from streams.staging import Staged, dict_writer
 
 RESULTS = Path(__file__).resolve().with_name("RESULTS.md")
 SAMPLE = stack.ROOT / "deploy" / "sample" / "webhooks.jsonl"
@@ -127,30 +129,28 @@ def domain_pass(events: list[tuple[str, str, bytes]], agent: bool) -> tuple[Rate
     return Rate(len(events), time.process_time() - cpu, time.perf_counter() - wall), emitted
 
 
-def app_pass(events: list[tuple[str, str, bytes]]) -> Rate:
-    """The call path as streams/app.py runs it (on_call_event, settle_call, track_pending, feed_tenant), over
-    plain dicts instead of Faust tables."""
+def batch_pass(events: list[tuple[str, str, bytes]], batch_size: int = 1000) -> Rate:
+    """The `entities` agent's own batch code (streams/entities.py) over dict-backed tables, in batches of the
+    worker's default size: fold, one state write per changed key, one record and one tenant-feed item per call."""
     avro, plan, timeout = SingleObjectCodec(), RatingPlan.from_env(), timedelta(seconds=120)
-    out = topics.OUT_CALLS
-    calls = DecodedTable({}, 2048)
-    open_calls = DecodedTable({}, PARTITIONS, sorted_keys)
+    stores: dict[str, dict[str, bytes]] = {}
+
+    def staged(name: str, **options: Any) -> Staged:
+        store = stores.setdefault(name, {})
+        return Staged(store, dict_writer(store), **options)
+
+    agent = Entities.over(staged, avro.decode, plan, timeout)
+    items = [Event(topic, zlib.crc32(key.encode()) % PARTITIONS, offset, value)
+             for offset, (topic, key, value) in enumerate(events)]
     cpu, wall = time.process_time(), time.perf_counter()
-    for topic, key, value in events:
-        record = avro.decode(topic, value)
-        before = calls.get(key)
-        state = correlate.apply(before, record)
-        if state is before:
-            continue
-        state, call = correlate.emit(state, record["received_at"], timeout)
-        calls.put(key, state)
-        if call is not None:
-            rated = rate_call(call, plan)
-            avro.encode(out.name, out.schema, rated)
-            state_codec.encode({"entity": ENTITY_CALL, "record": rated})
-        slot = f"p{zlib.crc32(key.encode()) % PARTITIONS}"
-        members = with_membership(open_calls.get(slot) or [], key, state["emitted_count"] != len(state["event_ids"]))
-        if members is not None:
-            open_calls.put(slot, members)
+    for start in range(0, len(items), batch_size):
+        batch = agent.process(items[start:start + batch_size])
+        for table in agent.staged():
+            table.flush()
+        for output in batch.outputs.values():
+            avro.encode(output.topic.name, output.topic.schema, output.record)
+        for entity, record in batch.feed.values():
+            state_codec.encode({"entity": entity, "record": record})
     return Rate(len(events), time.process_time() - cpu, time.perf_counter() - wall)
 
 
@@ -171,7 +171,7 @@ def bench_domain(calls: int) -> dict[str, Rate]:
     domain, emitted = domain_pass(events, agent=False)
     agent, _ = domain_pass(events, agent=True)
     return {"codec baseline": codec_pass(events, emitted), "domain": domain, "agent": agent,
-            "agent (app.py)": app_pass(events)}
+            "agent batch (entities.py)": batch_pass(events)}
 
 
 def publish(bootstrap: str, events: list[tuple[str, str, bytes]]) -> None:

@@ -42,8 +42,9 @@ class DeliveryBuffer(ProducerBuffer):
 
     def _delivered(self, future: asyncio.Future[Any]) -> None:
         self.undelivered.discard(future)
-        if self.failure is None and not future.cancelled() and future.exception() is not None:
-            self.failure = future.exception()
+        error = None if future.cancelled() else future.exception()
+        if error is not None and self.failure is None:
+            self.failure = error
 
     def put(self, fut: Any) -> None:
         self.track(fut)

@@ -284,8 +284,8 @@ def _entity_value(data: dict[str, Any]) -> EntityState:
     return {"version": data["version"], "contributions": {_key(w): c for w, c in data["contributions"]}}
 
 
-def dump_entity(state: EntityState) -> str:
-    return codec.dumps(_entity_json(state))
+def dump_entity(state: EntityState) -> bytes:
+    return codec.encode(_entity_json(state))
 
 
 def load_entity(text: str | bytes) -> EntityState:

@@ -18,6 +18,8 @@ class Settings:
     data_dir: Path
     inactivity_timeout: timedelta
     tick_interval_s: float
+    batch_max_events: int
+    batch_window_s: float
     rating_plan: RatingPlan
     log_level: str
 
@@ -30,6 +32,8 @@ def from_env() -> Settings:
         data_dir=Path(env.text("STREAMS_DATA_DIR", ".data/streams")),
         inactivity_timeout=timedelta(seconds=env.number("STREAMS_INACTIVITY_TIMEOUT_S", 120.0)),
         tick_interval_s=env.number("STREAMS_TICK_INTERVAL_S", 5.0),
+        batch_max_events=env.integer("STREAMS_BATCH_MAX_EVENTS", 1000),
+        batch_window_s=env.number("STREAMS_BATCH_WINDOW_S", 0.1),
         rating_plan=RatingPlan.from_env(),
         log_level=env.text("LOG_LEVEL", "INFO"),
     )

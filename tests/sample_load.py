@@ -1,8 +1,8 @@
 """Fill a migrated ClickHouse database with the bundled sample, without Kafka (test setup for dashboards).
 
 Every line takes the path the services give it, minus the broker: ingest's ``plan`` (raw archive record plus
-the normalized record or a dead letter, Avro-encoded), the streams domain modules chained as in
-``streams/app.py``, and the sink's ``Writer``. Kafka is an in-memory list of encoded messages per topic (one
+the normalized record or a dead letter, Avro-encoded), the streams agents' own batch code (one event per
+batch), and the sink's ``Writer``. Kafka is an in-memory list of encoded messages per topic (one
 partition), so every record crosses the same Avro contract it would cross on the broker.
 
 Deliberate differences from a live run, all about time: line ``i`` is received at ``START + i * STEP``
@@ -24,16 +24,15 @@ from ingest.publish import Webhook, plan
 from ingest.replay import SAMPLE, read_captured
 from schemas import topics
 from schemas.codec import SingleObjectCodec
-from schemas.topics import Topic
-from sinks.batcher import Batch, Entry
+from sinks.batcher import Batch as SinkBatch
+from sinks.batcher import Entry
 from sinks.tables import DEAD_LETTERS, catalog
 from sinks.writer import Writer
-from streams import balance as balance_state
-from streams import correlate
-from streams.folds import FEEDS, SPEND, folds, state_of
-from streams.metrics import ENTITY_CALL, MetricsState
-from streams.rating import DEFAULT_PLAN, rate_call
-from streams.records import KIND_BALANCE, Record
+from streams import codec as state_codec
+from streams.entities import Batch, Entities, Event, Tick
+from streams.rating import DEFAULT_PLAN
+from streams.staging import Staged, dict_writer
+from streams.tenants import Tenants
 
 TENANT = "demo"
 START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # 09:00 in São Paulo: the sample's provider hour starts
@@ -43,72 +42,52 @@ FINAL_TICK = timedelta(days=1)  # far beyond INACTIVITY: every call without an e
 HEADERS = {"content-type": "application/json", "user-agent": "callpipe-sample-load"}
 
 
-FOLDS = folds(DEFAULT_PLAN)
+TENANT_FEED = "tenant-feed"  # stands for the tenant-feed topic: any name but the balance alerts'
 
 
 class _Pipeline:
+    """The two agents' batch code (streams/entities.py, streams/tenants.py) over dicts, one event per batch."""
+
     def __init__(self) -> None:
         self.codec = SingleObjectCodec()
         self.log: dict[str, list[bytes]] = defaultdict(list)
-        self.calls: dict[int, correlate.CallState] = {}
-        self.entities: dict[tuple[str, Any], Any] = {}
-        self.metrics: dict[str, MetricsState] = defaultdict(MetricsState)
-        self.balances: dict[str, balance_state.BalanceState] = {}
+        stores: dict[str, dict[str, bytes]] = {}
 
-    def publish(self, topic: Topic, record: Record) -> None:
-        self.log[topic.name].append(self.codec.encode(topic.name, topic.schema, record))
+        def staged(name: str, **options: Any) -> Staged:
+            store = stores.setdefault(name, {})
+            return Staged(store, dict_writer(store), **options)
+
+        self.entities = Entities.over(staged, self.codec.decode, DEFAULT_PLAN, INACTIVITY)
+        self.tenants = Tenants.over(staged, self.codec.decode)
 
     def ingest(self, kind: str, body: Any, payload: bytes, received_at: datetime) -> None:
         outcome = plan(Webhook(TENANT, kind, payload, received_at, HEADERS), body, self.codec)
         for topic, _key, value, _headers in outcome.writes:
             self.log[topic].append(value)
-            if topics.BY_NAME[topic] in topics.INPUT_TOPICS:
-                # Decoded from the bytes as the agents see it; a failure here is a bug, so no dead letter.
-                self.process(self.codec.decode(topic, value))
+            if topic == topics.BALANCE_ALERTS.name:
+                self.run(self.tenants, self.tenants.process([Event(topic, 0, 0, value)], received_at))
+            elif topics.BY_NAME[topic] in topics.INPUT_TOPICS:
+                self.run_entities([Event(topic, 0, 0, value)], received_at)
 
-    def process(self, record: Record) -> None:
-        now = record["received_at"]
-        tenant = record["tenant"]
-        if record["kind"] == KIND_BALANCE:
-            self.balances[tenant] = balance_state.apply_alert(self.balances.get(tenant), record)
-            self.publish(topics.OUT_BALANCE, balance_state.to_record(self.balances[tenant], now))
-        elif record["kind"] in correlate.CALL_KINDS:
-            before = self.calls.get(record["call_id"])
-            state = correlate.apply(before, record)
-            if state is not before:
-                self.calls[record["call_id"]] = state
-                self.emit_call(record["call_id"], now)
-        else:
-            fold = FOLDS[record["kind"]]
-            key = (fold.table, record[fold.key])
-            result = fold.apply(self.entities.get(key), record)
-            self.entities[key] = state_of(result)
-            output = fold.to_record(result)
-            self.publish(fold.out, output)
-            entity = FEEDS.get(fold.out.name)
-            if entity is not None:
-                self.feed_tenant(entity, output, now)
+    def run_entities(self, items: list[Event | Tick], now: datetime) -> None:
+        batch = self.run(self.entities, self.entities.process(items))
+        feed = [Event(TENANT_FEED, 0, 0, state_codec.encode({"entity": entity, "record": record}))
+                for entity, record in batch.feed.values()]
+        if feed:
+            self.run(self.tenants, self.tenants.process(feed, now))
 
-    def emit_call(self, call_id: int, now: datetime) -> None:
-        self.calls[call_id], record = correlate.emit(self.calls[call_id], now, INACTIVITY)
-        if record is not None:
-            rated = rate_call(record, DEFAULT_PLAN)
-            self.publish(topics.OUT_CALLS, rated)
-            self.feed_tenant(ENTITY_CALL, rated, now)
-
-    def feed_tenant(self, entity: str, record: Record, now: datetime) -> None:
-        """The ``tenants`` agent: windowed metrics, then the spend since the last balance alert."""
-        tenant = record["tenant"]
-        metrics = self.metrics[tenant]
-        changed = metrics.upsert(record, entity, now)
-        for window in metrics.records(changed & metrics.windows.keys()):
-            self.publish(topics.OUT_METRICS, window)
-        self.balances[tenant] = SPEND[entity](self.balances.get(tenant), record)
-        self.publish(topics.OUT_BALANCE, balance_state.to_record(self.balances[tenant], now))
+    def run(self, agent: Entities | Tenants, batch: Batch) -> Batch:
+        """What the app does after a batch: write the states, publish the records (a failure is a bug here)."""
+        assert not batch.failures, batch.failures
+        for table in agent.staged():
+            table.flush()
+        for output in batch.outputs.values():
+            self.log[output.topic.name].append(self.codec.encode(output.topic.name, output.topic.schema,
+                                                                  output.record))
+        return batch
 
     def tick(self, now: datetime) -> None:
-        for call_id in sorted(self.calls):
-            self.emit_call(call_id, now)
+        self.run_entities([Tick(0, now)], now)
 
 
 def load_sample(client: Client) -> dict[str, int]:
@@ -129,7 +108,7 @@ def load_sample(client: Client) -> dict[str, int]:
         table = tables.for_topic(topic).name
         entries = tuple(Entry(0, offset, pipeline.codec.decode(topic, raw), raw)
                         for offset, raw in enumerate(values))
-        result = writer.write(Batch(table, topic, entries))
+        result = writer.write(SinkBatch(table, topic, entries))
         inserted[table] += result.rows_inserted
         inserted[DEAD_LETTERS] += result.dead_letters
     return dict(inserted)

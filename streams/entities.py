@@ -1,0 +1,180 @@
+"""What the `entities` agent does with one batch of events: fold each into its entity's state, and say which
+records to publish (the last version of each entity the batch changed) and which to feed to the tenant agent.
+
+Input: normalized events of every entity topic (call, SMS, conference, voicemail, validation…) and ticks. A
+tick carries the leader's clock to one partition and settles that partition's calls with events not yet
+published (provisional records for calls gone quiet). No Faust or Kafka import: the agent (streams/app.py)
+decodes nothing itself, writes the staged tables and sends what `Batch` lists.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from schemas import topics
+from streams import codec, correlate
+from streams.folds import FEEDS, Fold, folds, state_of
+from streams.metrics import ENTITY_CALL
+from streams.rating import DEFAULT_PLAN, RatingPlan, rate_call
+from streams.records import Output, Record
+from streams.staging import Staged
+
+# Decoded call states kept beside the `calls` table: the calls in progress, whose next events come soon.
+CALL_CACHE_SIZE = 2048
+OPEN_CALLS_CACHE_SIZE = 64  # one value per partition
+
+
+def family_tables(family_folds: dict[str, Fold]) -> list[str]:
+    return sorted({fold.table for fold in family_folds.values()})
+
+
+def table_names() -> list[str]:
+    """The agent's state tables (each has a changelog topic)."""
+    return ["calls", "open_calls", *family_tables(folds(DEFAULT_PLAN))]
+
+
+@dataclass(frozen=True)
+class Event:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Tick:
+    partition: int
+    now: datetime
+
+
+@dataclass
+class Batch:
+    """What a batch produced. Records are kept per (topic, key, part), so that only the last version is sent."""
+
+    outputs: dict[tuple[str, str, str], Output] = field(default_factory=dict)
+    feed: dict[tuple[str, str], tuple[str, Record]] = field(default_factory=dict)
+    """(entity, id) -> (entity, rated record), for the per-tenant metrics and balance."""
+    failures: list[tuple[Event, Exception]] = field(default_factory=list)
+
+    def publish(self, output: Output, part: str = "") -> None:
+        """`part` tells apart records of one key that are not versions of each other (conference sessions)."""
+        self.outputs[(output.topic.name, output.key, part)] = output
+
+    def feed_tenant(self, entity: str, key: str, record: Record) -> None:
+        self.feed[(entity, key)] = (entity, record)
+
+
+def state_key(record: Record, entity_id: Any) -> str:
+    """Provider ids are global, but tenants are isolated anyway: a replay of one tenant's webhooks under another
+    tenant must not merge into the first tenant's entities."""
+    return f"{record['tenant']}/{entity_id}"
+
+
+def sorted_keys(text: bytes) -> list[str]:
+    """An `open_calls` value: the sorted list of call keys (written sorted; sorted again to be sure)."""
+    return sorted(set(codec.loads(text)))
+
+
+def with_membership(members: list[str], key: str, present: bool) -> list[str] | None:
+    """The sorted list with `key` in it or not; None when it already is as asked (the common case: no write)."""
+    i = bisect_left(members, key)
+    if (i < len(members) and members[i] == key) == present:
+        return None
+    return [*members[:i], key, *members[i:]] if present else [*members[:i], *members[i + 1:]]
+
+
+class Entities:
+    """`calls`: call states by tenant/call id; `open_calls`: per partition ("p<n>"), the sorted keys of the calls
+    with events not yet published (what ticks look at); `tables`: the other families' states (streams/folds.py)."""
+
+    def __init__(self, calls: Staged, open_calls: Staged, tables: dict[str, Staged], folds: dict[str, Fold],
+                 decode: Callable[[str, bytes], Record], plan: RatingPlan, inactivity_timeout: timedelta) -> None:
+        self.calls, self.open_calls, self.tables, self.folds = calls, open_calls, tables, folds
+        self.decode, self.plan, self.timeout = decode, plan, inactivity_timeout
+
+    @classmethod
+    def over(cls, staged: Callable[..., Staged], decode: Callable[[str, bytes], Record], plan: RatingPlan,
+             inactivity_timeout: timedelta) -> Entities:
+        """The agent over the tables `staged(name, **options)` makes (Faust tables, or dicts in tests)."""
+        family_folds = folds(plan)
+        return cls(staged("calls", cache=CALL_CACHE_SIZE), staged("open_calls", cache=OPEN_CALLS_CACHE_SIZE,
+                                                                   decode=sorted_keys),
+                   {name: staged(name) for name in family_tables(family_folds)},
+                   family_folds, decode, plan, inactivity_timeout)
+
+    def staged(self) -> Iterable[Staged]:
+        return (self.calls, self.open_calls, *self.tables.values())
+
+    def process(self, items: Sequence[Event | Tick]) -> Batch:
+        batch = Batch()
+        for item in items:
+            if isinstance(item, Tick):
+                self._tick(batch, item)
+                continue
+            try:
+                record = self.decode(item.topic, item.value)
+                if record["kind"] in correlate.CALL_KINDS:
+                    self._call_event(batch, item.partition, record)
+                else:
+                    self._entity_event(batch, item.partition, record)
+            except (ValueError, KeyError, TypeError) as exc:  # a bad event must not stall its partition
+                batch.failures.append((item, exc))
+        return batch
+
+    def _publish_call(self, batch: Batch, record: Record) -> None:
+        rated = rate_call(record, self.plan)
+        call_id = str(rated["call_id"])
+        batch.publish(Output(topics.OUT_CALLS, call_id, rated))
+        batch.feed_tenant(ENTITY_CALL, f"{rated['tenant']}/{call_id}", rated)
+
+    def _track_pending(self, partition: int, key: str, pending: bool) -> None:
+        slot = f"p{partition}"
+        members = with_membership(self.open_calls.get(slot) or [], key, pending)
+        if members is not None:
+            self.open_calls.put(partition, slot, members)
+
+    def _settle(self, batch: Batch, partition: int, key: str, state: correlate.CallState, now: datetime) -> None:
+        state, record = correlate.emit(state, now, self.timeout)
+        self.calls.put(partition, key, state)
+        if record is not None:
+            self._publish_call(batch, record)
+        self._track_pending(partition, key, state["emitted_count"] != len(state["event_ids"]))
+
+    def _call_event(self, batch: Batch, partition: int, record: Record) -> None:
+        key = state_key(record, record["call_id"])
+        before = self.calls.get(key)
+        state = correlate.apply(before, record)
+        if state is before:
+            # A duplicate, e.g. re-read after a crash. The state may have reached the changelog while the record
+            # did not reach its topic (two writes, no transaction): publish it again; the sink keeps one.
+            if before["emitted_count"] == len(before["event_ids"]):
+                self._publish_call(batch, correlate.build_record(before))
+            return
+        self._settle(batch, partition, key, state, record["received_at"])
+
+    def _tick(self, batch: Batch, tick: Tick) -> None:
+        for key in self.open_calls.get(f"p{tick.partition}") or []:
+            state = self.calls.get(key)
+            if state is not None:
+                self._settle(batch, tick.partition, key, state, tick.now)
+
+    def _entity_event(self, batch: Batch, partition: int, record: Record) -> None:
+        fold = self.folds[record["kind"]]
+        table = self.tables[fold.table]
+        entity_id = record[fold.key]
+        key = state_key(record, entity_id)
+        before = table.get(key)
+        result = fold.apply(before, record)
+        state = state_of(result)
+        if state is not before:  # a duplicate leaves the state as it was; its record is published again below
+            table.put(partition, key, state)
+        output = Output(fold.out, str(entity_id), fold.to_record(result))
+        entity = FEEDS.get(fold.out.name)
+        if entity is not None:
+            batch.feed_tenant(entity, key, output.record)
+        # A conference fold returns the participant whose session changed: one record per session, not per key.
+        batch.publish(output, result[1] if isinstance(result, tuple) else "")
