@@ -9,7 +9,9 @@
     records.
 (b) One Faust worker (`python -m streams`) end to end against a local Kafka (deploy/local, Kafka only, free
     ports, temporary directory): the events are published first, then the worker consumes the backlog;
-    events/s = input events / span of the output records' timestamps on `callpipe.out.calls.v1`.
+    events/s = input events / span of the output records' timestamps on `callpipe.out.calls.v1`. Side by side,
+    on the same backlog, a baseline worker (bench/faust_baseline.py: the same Faust app and batches, an agent
+    that does nothing) shows what Faust and aiokafka cost per event before any callpipe work.
 (c) Restart: the worker is stopped (SIGTERM) and started again; time from spawn to Faust's "Worker ready"
     (changelogs of every table restored) with the state (b) left, and with N call states written to the
     `calls` changelog (copies of real states under new keys, one record per key: an uncompacted changelog,
@@ -221,6 +223,7 @@ def committed_all(bootstrap: str, group: str, names: list[str]) -> bool:
 class Worker:
     env: dict[str, str]
     log: Path
+    module: str = "streams"
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> float:
@@ -228,7 +231,7 @@ class Worker:
         self.log.write_text("")
         started = time.perf_counter()
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "streams"], stdout=out, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen([sys.executable, "-m", self.module], stdout=out, stderr=subprocess.STDOUT,
                                          env=self.env, cwd=stack.ROOT, start_new_session=True)
         while "Worker ready" not in self.log.read_text(errors="replace"):
             if self.proc.poll() is not None:
@@ -275,22 +278,27 @@ class Recovery:
     restore_s: float | None
 
 
-def run_worker(bootstrap: str, kafka_pid: int, app_id: str, worker: Worker, events: list[tuple[str, str, bytes]]
-               ) -> EndToEnd:
-    publish(bootstrap, events)
+def run_worker(bootstrap: str, kafka_pid: int, app_id: str, worker: Worker, events: int) -> EndToEnd:
+    """Start the worker on the published backlog and wait until it committed all of it. Seconds: the span of
+    the Call records' timestamps, or for the baseline (which publishes nothing) from ready to all committed
+    (polled every 0.5 s)."""
     kafka_cpu = cpu_seconds(kafka_pid)
     boot = worker.start()
+    ready = time.perf_counter()
     assert worker.proc is not None
     inputs = [t.name for t in topics.INPUT_TOPICS]
     deadline = time.monotonic() + 1800
     while not committed_all(bootstrap, app_id, inputs):
         if time.monotonic() > deadline:
             raise BenchError("the worker did not consume the backlog within 30 min")
-        time.sleep(1)
+        time.sleep(0.5)
+    seconds = time.perf_counter() - ready
     worker_cpu = cpu_seconds(worker.proc.pid)
     kafka_cpu = cpu_seconds(kafka_pid) - kafka_cpu
+    if worker.module != "streams":
+        return EndToEnd(events, 0, seconds, worker_cpu, kafka_cpu, boot)
     stamps = [ts for _, _, ts in read_all(bootstrap, topics.OUT_CALLS.name)]
-    return EndToEnd(len(events), len(stamps), (max(stamps) - min(stamps)) / 1000, worker_cpu, kafka_cpu, boot)
+    return EndToEnd(events, len(stamps), (max(stamps) - min(stamps)) / 1000, worker_cpu, kafka_cpu, boot)
 
 
 def calls_changelog(app_id: str) -> str:
@@ -337,7 +345,14 @@ def profile_domain(calls: int) -> str:
     return text.getvalue()
 
 
-def table(domain: dict[str, Rate], e2e: EndToEnd, recoveries: list[Recovery]) -> list[str]:
+def worker_row(name: str, run: EndToEnd, floor: EndToEnd) -> str:
+    per_1k = 1000 * run.worker_cpu_s / run.events
+    return (f"| {name} | {run.events} | {run.calls_out or '-'} | {run.events / run.seconds:,.0f} | "
+            f"{run.worker_cpu_s:.1f} ({per_1k:.2f}) | {run.events / run.worker_cpu_s:,.0f} | "
+            f"{run.worker_cpu_s / floor.worker_cpu_s:.1f}x | {run.kafka_cpu_s:.1f} | {run.boot_s:.1f} |")
+
+
+def table(domain: dict[str, Rate], baseline: EndToEnd, e2e: EndToEnd, recoveries: list[Recovery]) -> list[str]:
     base = domain["codec baseline"].per_core
     lines = ["| path | events | events/s per core (CPU) | wall s | cost vs codec |", "|---|---|---|---|---|"]
     for name, rate in domain.items():
@@ -345,11 +360,11 @@ def table(domain: dict[str, Rate], e2e: EndToEnd, recoveries: list[Recovery]) ->
                      f"{base / rate.per_core:.1f}x |")
     lines += [
         "",
-        "| Faust worker | events | Call records out | events/s | worker CPU s (per 1k events) | Kafka CPU s | boot s |",
-        "|---|---|---|---|---|---|---|",
-        f"| 1 worker, backlog | {e2e.events} | {e2e.calls_out} | {e2e.events / e2e.seconds:,.0f} | "
-        f"{e2e.worker_cpu_s:.1f} ({1000 * e2e.worker_cpu_s / e2e.events:.2f}) | {e2e.kafka_cpu_s:.1f} | "
-        f"{e2e.boot_s:.1f} |",
+        "| Faust worker, backlog | events | Call records out | events/s | worker CPU s (per 1k events) | "
+        "events per CPU s | CPU vs baseline | Kafka CPU s | boot s |",
+        "|---|---|---|---|---|---|---|---|---|",
+        worker_row("baseline: consume + ack only", baseline, baseline),
+        worker_row("callpipe streams", e2e, baseline),
         "",
         "| restart with | changelog records (MiB) | spawn -> Worker ready s | of which restore s |",
         "|---|---|---|---|",
@@ -362,14 +377,20 @@ def table(domain: dict[str, Rate], e2e: EndToEnd, recoveries: list[Recovery]) ->
 
 
 def record(lines: list[str], path: Path = RESULTS) -> None:
-    """Append under "Streams", re-reading the file first: other sections may have changed meanwhile."""
+    """Append at the end of the "Streams" section, re-reading the file first: other sections may have changed
+    meanwhile."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    block = [f"### {stamp}, {machine()}", "", *lines, ""]
+    block = [f"### {stamp}, {machine()}", "", *lines]
     text = path.read_text() if path.exists() else "# Benchmark results\n"
     if SECTION not in text.splitlines():
         text = text.rstrip("\n") + f"\n\n{SECTION}\n\nRun with `python -m bench.streams`; see the module's " \
                                     "docstring for the method.\n"
-    path.write_text(text.rstrip("\n") + "\n\n" + "\n".join(block))
+    lines_in = text.rstrip("\n").split("\n")
+    start = lines_in.index(SECTION)
+    end = next((i for i in range(start + 1, len(lines_in)) if lines_in[i].startswith("## ")), len(lines_in))
+    before = "\n".join(lines_in[:end]).rstrip("\n")
+    after = "\n".join(lines_in[end:])
+    path.write_text("\n\n".join(part for part in (before, "\n".join(block), after) if part) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -400,7 +421,16 @@ def main(argv: list[str] | None = None) -> int:
         worker = Worker(env, data / "streams.log")
         per_call = len(sample_calls()) / len({body["id"] for _, body in sample_calls()})
         events = normalized(int(args.events / per_call) + 1)[: args.events]
-        e2e = run_worker(running.bootstrap, running.kafka_pid, app_id, worker, events)
+        publish(running.bootstrap, events)
+        baseline_id = f"{app_id}-baseline"
+        create_topics(running.bootstrap, baseline_id)
+        baseline_worker = Worker({**env, "STREAMS_APP_ID": baseline_id}, data / "baseline.log", "bench.faust_baseline")
+        try:
+            baseline = run_worker(running.bootstrap, running.kafka_pid, baseline_id, baseline_worker, len(events))
+        finally:
+            baseline_worker.stop()
+        stack.say(f"Faust baseline: {baseline.events / baseline.seconds:,.0f} events/s")
+        e2e = run_worker(running.bootstrap, running.kafka_pid, app_id, worker, len(events))
         stack.say(f"worker: {e2e.events / e2e.seconds:,.0f} events/s")
         recoveries = [restart(running.bootstrap, app_id, worker)]
         for calls in args.state:
@@ -412,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         if worker is not None:
             worker.stop()
         stack.down(data)
-    lines = table(domain, e2e, recoveries)
+    lines = table(domain, baseline, e2e, recoveries)
     print("\n".join(lines))
     if not args.no_record:
         record(lines)

@@ -59,8 +59,9 @@ def internal_topics(app_id: str = "callpipe-streams") -> list[TopicSpec]:
     ]
 
 
-def create_app(settings: Settings) -> faust.App:
-    app = App(
+def faust_app(settings: Settings) -> App:
+    """The Faust app with callpipe's settings and no agent (also the baseline of bench/streams.py)."""
+    return App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
@@ -73,6 +74,20 @@ def create_app(settings: Settings) -> faust.App:
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
     )
+
+
+def raw_topic(app: faust.App, *names: str) -> TopicT:
+    """Bytes in, bytes out: the agents decode and encode themselves (Avro for contracts, JSON for state)."""
+    return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+                     partitions=PARTITIONS)
+
+
+def entity_source(app: faust.App) -> TopicT:
+    return raw_topic(app, *(t.name for t in ENTITY_TOPICS), TICKS)
+
+
+def create_app(settings: Settings) -> faust.App:
+    app = faust_app(settings)
     avro = codec_from_settings(settings.schema_registry_url)
     plan = settings.rating_plan
 
@@ -91,15 +106,10 @@ def create_app(settings: Settings) -> faust.App:
     entity_agent = Entities.over(staged, avro.decode, plan, settings.inactivity_timeout)
     tenant_agent = Tenants.over(staged, avro.decode)
 
-    def raw_topic(*names: str) -> TopicT:
-        return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-                         partitions=PARTITIONS)
-
-    entity_source = raw_topic(*(t.name for t in ENTITY_TOPICS), TICKS)
-    tenant_source = raw_topic(topics.BALANCE_ALERTS.name, TENANT_FEED)
-    ticks = raw_topic(TICKS)
-    tenant_feed = raw_topic(TENANT_FEED)
-    out_topics = {t.name: raw_topic(t.name) for t in (*topics.OUTPUT_TOPICS, topics.DEADLETTER)}
+    tenant_source = raw_topic(app, topics.BALANCE_ALERTS.name, TENANT_FEED)
+    ticks = raw_topic(app, TICKS)
+    tenant_feed = raw_topic(app, TENANT_FEED)
+    out_topics = {t.name: raw_topic(app, t.name) for t in (*topics.OUTPUT_TOPICS, topics.DEADLETTER)}
 
     async def publish(output: Output) -> None:
         value = avro.encode(output.topic.name, output.topic.schema, output.record)
@@ -136,7 +146,7 @@ def create_app(settings: Settings) -> faust.App:
     def event(e: EventT) -> Event:
         return Event(e.message.topic, e.message.partition, e.message.offset, bytes(e.value))
 
-    @app.agent(entity_source)
+    @app.agent(entity_source(app))
     async def entities(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_max_events, settings.batch_window_s):
             items = [Tick(e.message.partition, datetime.fromisoformat(bytes(e.value).decode()))
