@@ -78,7 +78,7 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], what: str, timeout
 
 
 @contextmanager
-def servers(bootstrap: str, profile_dir: Path | None) -> Iterator[dict[str, tuple[int, int]]]:
+def servers(bootstrap: str, profile_dir: Path | None, linger_ms: float) -> Iterator[dict[str, tuple[int, int]]]:
     """Both endpoints, each in its own process: name -> (port, pid)."""
     procs: dict[str, tuple[int, subprocess.Popen[bytes]]] = {}
     try:
@@ -93,6 +93,8 @@ def servers(bootstrap: str, profile_dir: Path | None) -> Iterator[dict[str, tupl
                 str(port),
                 "--bootstrap",
                 bootstrap,
+                "--linger-ms",
+                str(linger_ms),
             ]
             if profile_dir is not None:
                 cmd += ["--profile", str(profile_dir / f"{name}.prof")]
@@ -144,7 +146,7 @@ def load(port: int, mode: str, args: argparse.Namespace) -> dict[str, Any]:
 def measure(args: argparse.Namespace, bootstrap: str, kafka_pid: int) -> dict[str, Figures]:
     ensure_topics(bootstrap, [TopicSpec(t.name, t.partitions) for t in topics.ALL_TOPICS])
     runs: dict[tuple[str, str], tuple[dict[str, Any], float, float]] = {}
-    with servers(bootstrap, args.profile) as running:
+    with servers(bootstrap, args.profile, args.linger_ms) as running:
         for mode in ("max", "rate"):
             for name in ENDPOINTS:
                 port, pid = running[name]
@@ -243,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rate-connections", type=int, default=64, help="connections at the fixed rate")
     parser.add_argument("--profile", type=Path, help="directory for cProfile files of both servers")
+    parser.add_argument("--linger-ms", type=float, default=2.0,
+                        help="the ingest producer's linger.ms (INGEST_KAFKA_LINGER_MS), default 2")
     parser.add_argument("--no-record", action="store_true", help=f"do not append to {RESULTS.name}")
     args = parser.parse_args(argv)
     if args.profile is not None:

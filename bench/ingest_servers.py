@@ -2,7 +2,7 @@
 httptools, one worker): the real ingest app, or a bare Starlette app that only answers 200 (the baseline that
 shows what the HTTP stack alone costs).
 
-    python -m bench.ingest_servers {ingest,baseline} --port P [--bootstrap B] [--profile FILE]
+    python -m bench.ingest_servers {ingest,baseline} --port P [--bootstrap B] [--profile FILE] [--linger-ms MS]
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ def baseline_app() -> Starlette:
     return Starlette(routes=[Route("/hooks/{tenant}/{kind}", accept, methods=["POST"])])
 
 
-def ingest_app(bootstrap: str) -> Starlette:
+def ingest_app(bootstrap: str, linger_ms: float) -> Starlette:
     settings = Settings(host="127.0.0.1", port=0, kafka_bootstrap=bootstrap, schema_registry_url=None,
                         tenants={TENANT: SECRET}, max_body_bytes=256 * 1024, max_json_depth=16,
-                        kafka_timeout_s=5.0, retry_after_s=5, log_level="WARNING")
+                        kafka_timeout_s=5.0, retry_after_s=5, kafka_linger_ms=linger_ms, log_level="WARNING")
     return create_app(settings)
 
 
@@ -44,8 +44,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
     parser.add_argument("--profile", help="write cProfile statistics of the event-loop thread to this file")
+    parser.add_argument("--linger-ms", type=float, default=2.0, help="the producer's linger.ms")
     args = parser.parse_args()
-    app = ingest_app(args.bootstrap) if args.app == "ingest" else baseline_app()
+    app = ingest_app(args.bootstrap, args.linger_ms) if args.app == "ingest" else baseline_app()
     config = uvicorn.Config(app, host="127.0.0.1", port=args.port, loop="uvloop", http="httptools",
                             log_config=None, access_log=False)
     server = uvicorn.Server(config)

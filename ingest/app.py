@@ -153,8 +153,9 @@ class Ingest:
 def create_app(settings: Settings, producer: AsyncProducer | None = None, codec: Codec | None = None) -> Starlette:
     """The ASGI app. Without a producer, one is created on start-up and flushed on shutdown."""
     owned = producer is None
-    ingest = Ingest(settings, producer or AsyncProducer(settings.kafka_bootstrap, int(settings.kafka_timeout_s * 1000)),
-                    codec or codec_from_settings(settings.schema_registry_url))
+    producer = producer or AsyncProducer(settings.kafka_bootstrap, int(settings.kafka_timeout_s * 1000),
+                                         **{"linger.ms": settings.kafka_linger_ms})
+    ingest = Ingest(settings, producer, codec or codec_from_settings(settings.schema_registry_url))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -18,6 +18,7 @@ class Settings:
     max_json_depth: int
     kafka_timeout_s: float
     retry_after_s: int
+    kafka_linger_ms: float
     log_level: str
 
 
@@ -45,5 +46,6 @@ def from_env() -> Settings:
         max_json_depth=env.integer("INGEST_MAX_JSON_DEPTH", 16),
         kafka_timeout_s=env.number("INGEST_KAFKA_TIMEOUT_S", 5.0),
         retry_after_s=env.integer("INGEST_RETRY_AFTER_S", 5),
+        kafka_linger_ms=env.number("INGEST_KAFKA_LINGER_MS", 2.0),
         log_level=env.text("LOG_LEVEL", "INFO"),
     )

@@ -34,7 +34,7 @@ SECRET = "s3cret-for-tests"
 def settings(bootstrap: str, registry: str | None = None, timeout: float = 5.0) -> Settings:
     return Settings(host="127.0.0.1", port=0, kafka_bootstrap=bootstrap, schema_registry_url=registry,
                     tenants={"acme": SECRET}, max_body_bytes=64 * 1024, max_json_depth=16,
-                    kafka_timeout_s=timeout, retry_after_s=3, log_level="WARNING")
+                    kafka_timeout_s=timeout, retry_after_s=3, kafka_linger_ms=2.0, log_level="WARNING")
 
 
 def one_example_per_kind() -> list[tuple[str, dict[str, Any]]]:

@@ -138,7 +138,8 @@ def test_post_pushes_the_whole_sample_through_the_http_endpoint(
     who = tenant()
     settings = Settings(host="127.0.0.1", port=0, kafka_bootstrap=kafka_env, schema_registry_url=None,
                         tenants={who: SECRET}, max_body_bytes=256 * 1024, max_json_depth=16,
-                        kafka_timeout_s=10.0, retry_after_s=1, log_level="WARNING")
+                        kafka_timeout_s=10.0, retry_after_s=1, kafka_linger_ms=2.0,
+                        log_level="WARNING")
     lines = len(replay.SAMPLE.read_text(encoding="utf-8").splitlines())
     with serve(create_app(settings, codec=SingleObjectCodec())) as url:
         assert replay.main(["--post", url, "--tenant", who, "--secret", SECRET]) == 0
