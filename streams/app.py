@@ -31,8 +31,8 @@ from broker.admin import TopicSpec
 from schemas import topics
 from schemas.codec import codec_from_settings
 from streams import codec as state_codec
-from streams.delivery import App
 from streams.entities import Batch, Entities, Event, Tick, table_names
+from streams.faust_app import App
 from streams.records import Output
 from streams.settings import Settings
 from streams.staging import Staged

@@ -4,13 +4,12 @@ Faust commits a consumer offset after `producer.flush()`, which first drains its
 every table write goes through on its way to the changelog. That drain gives up when one message takes more
 than 0.1 s to hand over (`ProducerBuffer.flush_atmost`), which a busy worker easily exceeds; and a changelog
 write that fails is only logged. Either way the offset can be committed past a state change that never reached
-its changelog: a worker killed right after loses that change for good (its events are not read again), which
-the failover test saw as a call or SMS folded from fewer events than it had.
+its changelog: a worker killed right after loses that change for good (its events are not read again).
 
-`DeliveryBuffer` replaces the producer's buffer and keeps each message it is given, and each output record the
-agents register with `track`, until Kafka acknowledged it. Its `flush` waits for all of them, and raises once
-any write failed, so the commit does not happen: the worker stops and its events are read again from the last
-good offset (at-least-once, docs/DESIGN.md "Streams").
+`DeliveryBuffer` (installed by streams/faust_app.py) replaces the producer's buffer and keeps each message it
+is given, and each output record the agents register with `track`, until Kafka acknowledged it. Its `flush`
+waits for all of them, and raises once any write failed, so the commit does not happen: the worker stops and
+its events are read again from the last good offset (at-least-once, docs/DESIGN.md "Streams").
 """
 
 from __future__ import annotations
@@ -19,9 +18,7 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any
 
-import faust
 from faust.transport.producer import ProducerBuffer
-from faust.types.transports import ProducerT
 
 
 class DeliveryFailed(RuntimeError):
@@ -56,20 +53,3 @@ class DeliveryBuffer(ProducerBuffer):
             await asyncio.wait(list(self.undelivered))
         if self.failure is not None:
             raise DeliveryFailed(f"a write was not acknowledged by Kafka: {self.failure!r}") from self.failure
-
-
-class App(faust.App):
-    """A Faust app whose producer buffer is a `DeliveryBuffer`."""
-
-    def _new_producer(self) -> ProducerT:
-        producer = super()._new_producer()
-        buffer = DeliveryBuffer(loop=producer.loop, beacon=producer.beacon)
-        buffer.app = self
-        producer.buffer = buffer  # before the producer starts: it starts its buffer as a dependency
-        return producer
-
-    @property
-    def deliveries(self) -> DeliveryBuffer:
-        buffer = self.producer.buffer
-        assert isinstance(buffer, DeliveryBuffer)
-        return buffer

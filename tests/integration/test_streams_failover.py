@@ -14,6 +14,7 @@ before. What must hold afterwards (docs/DESIGN.md, "Guarantees: Streams and Sink
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, ConsumerGroupState, KafkaException, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from broker.config import admin_config, consumer_config
@@ -51,7 +52,11 @@ INACTIVITY_S = 3
 FAUST_ENV = {"BROKER_SESSION_TIMEOUT": "10", "BROKER_HEARTBEAT_INTERVAL": "1", "BROKER_COMMIT_INTERVAL": "10"}
 BOOLS = {"true": "1", "false": "0"}
 SMS_KINDS = frozenset({"envio_sms", "resposta_sms"})
-LOAD_TENANTS = 3
+# Copies of the sample replayed (under other tenants) just before the kill. With 10 instead of 3 the test fails
+# about one run in five: the open bug under "Known limits" in docs/DESIGN.md.
+LOAD_TENANTS = int(os.environ.get("FAILOVER_LOAD_TENANTS", "3"))
+NO_LEADER_YET = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                           KafkaError.UNKNOWN_TOPIC_OR_PART})
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,8 @@ def cluster(kafka: str, tmp_path: Path) -> Iterator[Cluster]:
     app_id = f"callpipe-streams-failover-{uuid.uuid4().hex[:8]}"
     sink_group = f"sink-{app_id}"
     create_topics(kafka, app_id)
-    start_at_end(kafka, app_id, [t.name for t in topics.INPUT_TOPICS] + [TICKS, TENANT_FEED])
+    inputs = [t.name for t in topics.INPUT_TOPICS] + [TICKS, TENANT_FEED]
+    eventually(lambda: start_at_end(kafka, app_id, inputs), 60, "the group's offsets at the end of the topics")
     services = Services(tmp_path, service_env(
         tmp_path, kafka, None, SINK_QUERY_PORT=str(free_port()), STREAMS_APP_ID=app_id, SINK_GROUP_ID=sink_group,
         STREAMS_INACTIVITY_TIMEOUT_S=str(INACTIVITY_S), STREAMS_TICK_INTERVAL_S="1", LOG_LEVEL="INFO",
@@ -130,14 +136,20 @@ def cluster(kafka: str, tmp_path: Path) -> Iterator[Cluster]:
         services.stop()
 
 
-def start_at_end(bootstrap: str, group: str, names: list[str]) -> None:
+def start_at_end(bootstrap: str, group: str, names: list[str]) -> bool:
     """Commit the new group's offsets at the end of the shared topics, so that what the earlier tests left
-    there is not this test's input: the load is the one the test makes, whatever ran before it."""
+    there is not this test's input: the load is the one the test makes, whatever ran before it. False when a
+    partition has no leader yet (topics created a moment ago on a fresh broker): the caller tries again."""
     consumer = Consumer(consumer_config(bootstrap, group))
     try:
         ends = [TopicPartition(n, p, consumer.get_watermark_offsets(TopicPartition(n, p), timeout=10)[1])
                 for n in names for p in range(PARTITIONS)]
         consumer.commit(offsets=ends, asynchronous=False)
+        return True
+    except KafkaException as exc:
+        if exc.args[0].code() not in NO_LEADER_YET and not exc.args[0].retriable():
+            raise
+        return False
     finally:
         consumer.close()
 
@@ -153,20 +165,26 @@ def group_members(bootstrap: str, group: str) -> int:
     return len(description.members) if description.state == ConsumerGroupState.STABLE else 0
 
 
-def caught_up(bootstrap: str, group: str, names: list[str]) -> bool:
-    """Whether `group` has committed every partition of `names` up to its end. The consumer never subscribes:
-    it only reads the group's committed offsets, so the group's members are not disturbed."""
+def behind(bootstrap: str, group: str, names: list[str]) -> list[str]:
+    """The partitions `group` has not committed to their end: "topic[p] committed/end"."""
     consumer = Consumer(consumer_config(bootstrap, group))
     try:
         committed = consumer.committed([TopicPartition(n, p) for n in names for p in range(PARTITIONS)],
                                        timeout=10)
+        lagging = []
         for tp in committed:
             low, high = consumer.get_watermark_offsets(tp, timeout=10)
             if high > max(tp.offset, low):
-                return False
-        return True
+                lagging.append(f"{tp.topic}[{tp.partition}] {tp.offset}/{high}")
+        return lagging
     finally:
         consumer.close()
+
+
+def caught_up(bootstrap: str, group: str, names: list[str]) -> bool:
+    """Whether `group` has committed every partition of `names` up to its end. The consumer never subscribes:
+    it only reads the group's committed offsets, so the group's members are not disturbed."""
+    return not behind(bootstrap, group, names)
 
 
 def replay(cluster: Cluster, tenant: str, path: Path) -> None:
@@ -234,6 +252,20 @@ def settled(cluster: Cluster) -> bool:
             and caught_up(cluster.bootstrap, cluster.sink_group, outputs))
 
 
+def lagging(cluster: Cluster) -> str:
+    """What is not committed yet, for a failure message."""
+    inputs = [t.name for t in topics.INPUT_TOPICS] + [TENANT_FEED]
+    return (f"streams behind: {behind(cluster.bootstrap, cluster.app_id, inputs)}; sink behind: "
+            f"{behind(cluster.bootstrap, cluster.sink_group, [t.name for t in topics.OUTPUT_TOPICS])}")
+
+
+def wait_settled(cluster: Cluster, what: str) -> None:
+    try:
+        eventually(lambda: settled(cluster), 120, what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc} ({lagging(cluster)})") from None
+
+
 def test_a_killed_worker_loses_and_duplicates_nothing(cluster: Cluster, tmp_path: Path) -> None:
     tenant = f"fo{uuid.uuid4().hex[:8]}"
     lines = SAMPLE.read_text().splitlines()
@@ -255,6 +287,7 @@ def test_a_killed_worker_loses_and_duplicates_nothing(cluster: Cluster, tmp_path
     try:
         eventually(lambda: observed(cluster, tenant) == expected, 180, "every record of the sample, once")
     except AssertionError:
+        print(lagging(cluster))
         # What the SMS rows were folded from, for whoever debugs the open bug (printed with the failure).
         print(cluster.services.query(f"SELECT sms_id, version, status, status_history, replies FROM v_sms "
                                      f"WHERE tenant = '{tenant}' ORDER BY sms_id", "Pretty"))
@@ -266,10 +299,10 @@ def test_a_killed_worker_loses_and_duplicates_nothing(cluster: Cluster, tmp_path
     assert sum(w[0] for w in sums) == len(expected.calls) + len(expected.single_leg)
     assert sum(w[2] for w in sums) == len(expected.sms)
 
-    eventually(lambda: settled(cluster), 120, "streams and sink caught up")
+    wait_settled(cluster, "streams and sink caught up")
     before = snapshot(cluster, tenant)
     replay(cluster, tenant, tail)  # the survivor's restored tables must see duplicates only
-    eventually(lambda: settled(cluster), 120, "streams and sink caught up after the duplicate tail")
+    wait_settled(cluster, "streams and sink caught up after the duplicate tail")
     assert snapshot(cluster, tenant) == before
     assert observed(cluster, tenant) == expected
 
