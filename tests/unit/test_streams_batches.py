@@ -23,7 +23,7 @@ from streams import metrics
 from streams.entities import Entities, Event, Tick
 from streams.rating import DEFAULT_PLAN
 from streams.records import Output
-from streams.staging import Staged, Writer
+from streams.staging import Staged
 from streams.tenants import Tenants
 
 AVRO = SingleObjectCodec()
@@ -63,8 +63,7 @@ class Tables:
             store[key] = value
             self.writes[(name, key)] += 1
 
-        writer: Writer = write
-        return Staged(store, writer, **options)
+        return Staged(store, write, **options)
 
 
 def entities(tables: Tables) -> Entities:
@@ -137,7 +136,7 @@ def test_entity_batches_of_any_size_give_the_same_states_and_last_records(sizes:
 def test_calls_families_and_sessions_are_all_published() -> None:
     by_topic = Counter(topic for topic, _, _ in ONE_BY_ONE_OUT)
     calls = {key for topic, key, _ in ONE_BY_ONE_OUT if topic == topics.OUT_CALLS.name}
-    assert len(calls) == len({k for k in ONE_BY_ONE.stores["calls"]})
+    assert len(calls) == len(ONE_BY_ONE.stores["calls"])
     sessions = [part for topic, _, part in ONE_BY_ONE_OUT if topic == topics.OUT_CONFERENCE_SESSIONS.name]
     assert sessions and all(sessions)  # one record per participant, not one per conference
     assert {topics.OUT_SMS.name, topics.OUT_SINGLE_LEG_CALLS.name, topics.OUT_VOICEMAILS.name} <= set(by_topic)
