@@ -113,7 +113,7 @@ def servers(bootstrap: str, profile_dir: Path | None, linger_ms: float) -> Itera
                 proc.wait()
 
 
-def load(port: int, mode: str, args: argparse.Namespace) -> dict[str, Any]:
+def load(port: int, mode: str, args: argparse.Namespace, duration: float) -> dict[str, Any]:
     connections = args.connections if mode == "max" else args.rate_connections
     cmd = [
         sys.executable,
@@ -128,10 +128,10 @@ def load(port: int, mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "--connections",
         str(connections),
         "--duration",
-        str(args.duration),
+        str(duration),
     ]
     try:
-        done = subprocess.run(cmd, capture_output=True, timeout=args.duration + 120, check=False)
+        done = subprocess.run(cmd, capture_output=True, timeout=duration + 120, check=False)
     except subprocess.TimeoutExpired:
         raise BenchError(f"load generator did not finish ({mode} on port {port})") from None
     try:
@@ -147,6 +147,9 @@ def measure(args: argparse.Namespace, bootstrap: str, kafka_pid: int) -> dict[st
     ensure_topics(bootstrap, [TopicSpec(t.name, t.partitions) for t in topics.ALL_TOPICS])
     runs: dict[tuple[str, str], tuple[dict[str, Any], float, float]] = {}
     with servers(bootstrap, args.profile, args.linger_ms) as running:
+        if args.warmup > 0:
+            print(f"[bench] warming the broker up: {args.warmup:.0f} s of ingest load, not recorded", flush=True)
+            load(running["ingest"][0], "max", args, args.warmup)
         for mode in ("max", "rate"):
             for name in ENDPOINTS:
                 port, pid = running[name]
@@ -154,7 +157,7 @@ def measure(args: argparse.Namespace, bootstrap: str, kafka_pid: int) -> dict[st
                     f"[bench] {name}: {'maximum' if mode == 'max' else f'{args.rate:.0f}/s'} ...", flush=True
                 )
                 cpu, kafka_cpu, started = cpu_seconds(pid), cpu_seconds(kafka_pid), time.monotonic()
-                result = load(port, mode, args)
+                result = load(port, mode, args, args.duration)
                 wall = time.monotonic() - started  # includes the load generator's warm-up and start-up
                 runs[(name, mode)] = (
                     result,
@@ -244,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
         "--connections", type=int, default=32, help="connections for the maximum (default 32)"
     )
     parser.add_argument("--rate-connections", type=int, default=64, help="connections at the fixed rate")
+    parser.add_argument(
+        "--warmup", type=float, default=20.0,
+        help="seconds of unrecorded ingest load first (default 20): a cold broker JVM spends its CPU compiling",
+    )
     parser.add_argument("--profile", type=Path, help="directory for cProfile files of both servers")
     parser.add_argument("--linger-ms", type=float, default=2.0,
                         help="the ingest producer's linger.ms (INGEST_KAFKA_LINGER_MS), default 2")

@@ -1,22 +1,24 @@
-"""An asyncio face for confluent-kafka's producer: `send()` returns once the broker acknowledged the write.
+"""An asyncio face for confluent-kafka's producer: `send_all()` returns once the broker acknowledged every write.
 
-librdkafka calls delivery reports from `poll()`; a daemon thread polls continuously, collects the reports one
-`poll()` served (one produce response acknowledges many writes) and hands them to the waiting event loop in a
-single hop: a thread-safe wake-up per write (a self-pipe write and a GIL hand-off each) cost more than the write.
+librdkafka hands out delivery reports from `poll()`. The event loop itself polls, without blocking, on a short
+timer that runs only while writes are unacknowledged: the reports then resolve their futures on the loop's own
+thread. A polling thread was measured slower (bench/RESULTS.md, Ingest): every report it served took the GIL from
+the loop and needed a thread-safe wake-up to reach it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
-from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from broker.config import producer_config
+
+# How long an acknowledged write may wait for the loop to notice it; short next to linger.ms plus a broker round
+# trip, long enough that a busy loop serves many reports per poll.
+POLL_INTERVAL_S = 0.001
 
 
 class DeliveryError(RuntimeError):
@@ -34,11 +36,10 @@ Write = tuple[str, bytes | None, bytes, Headers | None]
 class _Acks:
     """One future for `pending` writes: resolves when all are acknowledged, fails on the first that is not."""
 
-    __slots__ = ("future", "loop", "pending")
+    __slots__ = ("future", "pending")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, pending: int) -> None:
-        self.loop = loop
-        self.future: asyncio.Future[Message] = loop.create_future()
+    def __init__(self, future: asyncio.Future[None], pending: int) -> None:
+        self.future = future
         self.pending = pending
 
     def fail(self, error: DeliveryError) -> None:
@@ -53,66 +54,40 @@ class _Acks:
             return
         self.pending -= 1
         if not self.pending:
-            self.future.set_result(msg)
-
-
-Report = tuple[_Acks, KafkaError | None, Message]
+            self.future.set_result(None)
 
 
 class AsyncProducer:
+    """Used from one event loop; `reachable()` and `close()` may run in a worker thread."""
+
     def __init__(self, bootstrap: str, delivery_timeout_ms: int = 5000, **extra: Any) -> None:
         self._producer = Producer(producer_config(bootstrap, delivery_timeout_ms, **extra))
-        # Filled by whichever thread serves delivery reports (the poller, or close()'s flush); deque: thread-safe.
-        self._reports: deque[Report] = deque()
-        self._closing = threading.Event()
-        self._poller = threading.Thread(target=self._poll, name="kafka-delivery-reports", daemon=True)
-        self._poller.start()
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
 
-    def _poll(self) -> None:
-        while not self._closing.is_set():
-            self._producer.poll(0.05)
-            self._hand_over()
-
-    def _hand_over(self) -> None:
-        """Pass the collected reports to their event loops: one thread-safe call per loop, not per write."""
-        batches: dict[asyncio.AbstractEventLoop, list[Report]] = {}
-        reports = self._reports
-        while reports:
-            report = reports.popleft()
-            batches.setdefault(report[0].loop, []).append(report)
-        for loop, batch in batches.items():
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits for these any more
-                loop.call_soon_threadsafe(_settle, batch)
-
-    def _produce(self, acks: _Acks, writes: Sequence[Write]) -> None:
-        report = self._reports.append
-
-        def delivered(err: KafkaError | None, msg: Message) -> None:
-            report((acks, err, msg))
-
-        try:
-            for topic, key, value, headers in writes:
-                self._producer.produce(topic, value=value, key=key, headers=list(headers or ()), on_delivery=delivered)
-        except BufferError:
-            # The local queue is full: the broker is slow or away. Back-pressure, not data loss.
-            acks.fail(DeliveryError("local producer queue is full"))
-        except KafkaException as exc:
-            acks.fail(DeliveryError(str(exc), retriable=exc.args[0].retriable()))
-
-    def send(
-        self, topic: str, key: bytes | None, value: bytes, headers: Headers | None = None
-    ) -> asyncio.Future[Message]:
-        """Queue one write; the future resolves with the acknowledged message or fails with DeliveryError."""
-        acks = _Acks(asyncio.get_running_loop(), 1)
-        self._produce(acks, ((topic, key, value, headers),))
-        return acks.future
+    def _serve_reports(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._producer.poll(0)
+        # len(): messages librdkafka still holds, queued or awaiting their acknowledgement.
+        more = len(self._producer) and not self._closed
+        self._timer = loop.call_later(POLL_INTERVAL_S, self._serve_reports, loop) if more else None
 
     async def send_all(self, writes: Sequence[Write], timeout: float) -> None:
         """Send several writes and wait until every one is acknowledged, or raise DeliveryError."""
         if not writes:
             return
-        acks = _Acks(asyncio.get_running_loop(), len(writes))
-        self._produce(acks, writes)
+        loop = asyncio.get_running_loop()
+        acks = _Acks(loop.create_future(), len(writes))
+        try:
+            for topic, key, value, headers in writes:
+                self._producer.produce(topic, value=value, key=key, headers=list(headers or ()),
+                                       on_delivery=acks.report)
+        except BufferError:
+            # The local queue is full: the broker is slow or away. Back-pressure, not data loss.
+            acks.fail(DeliveryError("local producer queue is full"))
+        except KafkaException as exc:
+            acks.fail(DeliveryError(str(exc), retriable=exc.args[0].retriable()))
+        if self._timer is None and not self._closed:
+            self._timer = loop.call_later(POLL_INTERVAL_S, self._serve_reports, loop)
         try:
             await asyncio.wait_for(acks.future, timeout)
         except TimeoutError:
@@ -126,14 +101,7 @@ class AsyncProducer:
             return False
 
     def close(self, timeout: float = 10.0) -> int:
-        """Flush what is queued, stop the poller; returns the number of messages that were not delivered."""
-        remaining = self._producer.flush(timeout)
-        self._closing.set()
-        self._poller.join()
-        self._hand_over()  # reports flush() served after the poller's last hand-over
-        return int(remaining)
-
-
-def _settle(batch: list[Report]) -> None:
-    for acks, err, msg in batch:
-        acks.report(err, msg)
+        """Flush what is queued (after the loop stopped sending); returns the number of messages not delivered.
+        Reports served here only reach futures whose waiters are gone: nobody awaits them any more."""
+        self._closed = True
+        return int(self._producer.flush(timeout))

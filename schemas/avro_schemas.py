@@ -8,6 +8,7 @@ written with an old version stays readable.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -34,6 +35,20 @@ class SchemaVersion:
     """fastavro-parsed schema, ready for schemaless_writer/reader and validation."""
     fingerprint: bytes
     """CRC-64-AVRO of the Parsing Canonical Form, 8 bytes little-endian (as in single-object encoding)."""
+    record_unions: tuple[tuple[str, str], ...]
+    """(field, record full name) of each top-level field that is a union of null and one record."""
+
+    def tag_unions(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The record with each non-null `record_unions` value in fastavro's tuple notation, which names the union
+        branch: fastavro otherwise validates the whole nested record against each branch before writing it."""
+        if not self.record_unions:
+            return record
+        tagged = dict(record)
+        for field, branch in self.record_unions:
+            value = tagged.get(field)
+            if value is not None:
+                tagged[field] = (branch, value)
+        return tagged
 
 
 @dataclass(frozen=True)
@@ -55,7 +70,20 @@ def _load(path: Path, version: int | None) -> SchemaVersion:
         text=json.dumps(raw, separators=(",", ":"), ensure_ascii=False),
         parsed=parsed,
         fingerprint=bytes.fromhex(_crc64_hex(to_parsing_canonical_form(raw), "CRC-64-AVRO")),
+        record_unions=tuple(_record_unions(parsed)),
     )
+
+
+def _record_unions(parsed: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    for field in parsed["fields"]:
+        branches = field["type"]
+        if not isinstance(branches, list) or len(branches) != 2 or "null" not in branches:
+            continue
+        other = branches[1] if branches[0] == "null" else branches[0]
+        if isinstance(other, dict) and other.get("type") == "record":
+            yield field["name"], other["name"]
+        elif isinstance(other, str) and "." in other:  # a reference to a record defined earlier (full name)
+            yield field["name"], other
 
 
 def _version_number(path: Path) -> int:

@@ -39,7 +39,7 @@ class SingleObjectCodec:
         out = BytesIO()
         out.write(SINGLE_OBJECT_MARKER)
         out.write(writer.fingerprint)
-        schemaless_writer(out, writer.parsed, record)
+        schemaless_writer(out, writer.parsed, writer.tag_unions(record))
         return out.getvalue()
 
     def decode(self, topic: str, data: bytes) -> dict[str, Any]:
@@ -82,7 +82,8 @@ class RegistryCodec:
                 self._client, avro_schemas.raw_schema(schema), conf={"auto.register.schemas": True}
             )
             self._serializers[schema] = serializer
-        data = serializer(record, SerializationContext(topic, MessageField.VALUE))
+        tagged = avro_schemas.current(schema).tag_unions(record)
+        data = serializer(tagged, SerializationContext(topic, MessageField.VALUE))
         if data is None:
             raise CodecError(f"{topic}: serializer returned no bytes")
         return data

@@ -9,11 +9,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import uvicorn
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from starlette.applications import Starlette
 
 from broker.config import consumer_config
 from deploy.local.stack import free_port
+
+# What a partition answers a moment after its topic was created on a fresh broker.
+NO_LEADER_YET = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                           KafkaError.UNKNOWN_TOPIC_OR_PART})
 
 
 @contextmanager
@@ -43,7 +47,7 @@ def read_topic(bootstrap: str, topic: str, *, timeout: float = 20.0, settle: flo
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         ends: dict[int, int] = {}
         for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            low, high = watermarks(consumer, TopicPartition(topic, p))
             if high > low:
                 ends[p] = high
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
@@ -74,3 +78,16 @@ def eventually(check: Callable[[], bool], timeout: float = 60, what: str = "cond
             return
         time.sleep(0.5)
     raise AssertionError(f"{what} not reached within {timeout:.0f}s")
+
+
+def watermarks(consumer: Consumer, partition: TopicPartition, timeout: float = 10.0) -> tuple[int, int]:
+    """Low and high watermark of a partition, waiting while it has no leader yet."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(partition, timeout=timeout)
+            return int(low), int(high)
+        except KafkaException as exc:
+            if exc.args[0].code() not in NO_LEADER_YET or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)

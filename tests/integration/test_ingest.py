@@ -139,6 +139,9 @@ def test_rejected_before_reading_writes_nothing(kafka: str, endpoint: str) -> No
     unknown = httpx.post(f"{endpoint}/hooks/acme/{SECRET}/no_such_kind", content=b"{}",
                          headers={"content-type": "application/json"})
     assert unknown.status_code == 404 and "chamada_fim" in unknown.json()["detail"]
+    unknown = httpx.post(f"{endpoint}/hooks/acme/no_such_kind", content=b"{}",
+                         headers={"content-type": "application/json", "x-callpipe-secret": SECRET})
+    assert unknown.status_code == 404 and unknown.json()["error"] == "unknown_kind"
     assert raw_with(kafka, marker.encode()) == []
 
 

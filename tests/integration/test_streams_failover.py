@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupState, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from broker.config import admin_config, consumer_config
@@ -39,7 +39,7 @@ from streams import correlate, single_leg, sms
 from streams.app import PARTITIONS, TENANT_FEED, TICKS
 from streams.metrics import ENTITY_CALL, ENTITY_SINGLE_LEG, ENTITY_SMS, MetricsState
 from streams.rating import RatingPlan, rate_call, rate_single_leg, rate_sms
-from tests.integration.helpers import eventually, read_topic
+from tests.integration.helpers import NO_LEADER_YET, eventually, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -56,8 +56,6 @@ SMS_KINDS = frozenset({"envio_sms", "resposta_sms"})
 # five until the seek fix in streams/faust_app.py (docs/DESIGN.md, "Known limits"): run it with 10 after
 # changing that file or the Faust version.
 LOAD_TENANTS = int(os.environ.get("FAILOVER_LOAD_TENANTS", "3"))
-NO_LEADER_YET = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-                           KafkaError.UNKNOWN_TOPIC_OR_PART})
 
 
 @dataclass(frozen=True)

@@ -203,3 +203,24 @@ def test_float_prices_go_through_str_not_binary_arithmetic(price: float) -> None
     record = normalize("valida_numero", "acme", {"id": 1, "preco": price}, RECEIVED).record
     codec = SingleObjectCodec()
     assert codec.decode("t", codec.encode("t", "NumberValidation", record))["price"] == amount
+
+
+def test_record_unions_are_tagged_without_changing_the_bytes() -> None:
+    """The tuple notation that names a union's record branch (a shortcut past fastavro's branch matching) must
+    write exactly what fastavro writes when it finds the branch itself."""
+    sample = Path(__file__).resolve().parents[2] / "deploy" / "sample" / "webhooks.jsonl"
+    seen: set[str] = set()
+    codec = SingleObjectCodec()
+    for line in sample.read_text(encoding="utf-8").splitlines():
+        item = json.loads(line)
+        normalized = normalize(item["kind"], "acme", item["body"], RECEIVED)
+        writer = avro_schemas.current(normalized.topic.schema)
+        if not writer.record_unions:
+            continue
+        seen.add(writer.name)
+        plain = BytesIO()
+        schemaless_writer(plain, writer.parsed, normalized.record)
+        assert codec.encode(normalized.topic.name, writer.name, normalized.record)[10:] == plain.getvalue()
+    assert seen == {"CallLegEvent", "CallSnapshot"}
+    assert avro_schemas.current("CallSnapshot").record_unions == (
+        ("origin", "callpipe.v1.CallLeg"), ("destination", "callpipe.v1.CallLeg"))
