@@ -3,8 +3,9 @@ real local Kafka (acks=all), side by side with a bare Starlette endpoint on the 
 
 Starts Kafka alone (deploy/local, free ports, a temporary directory), one server process per endpoint
 (uvicorn, uvloop, httptools, one worker each) and drives each from a separate load process on 127.0.0.1 with
-the bundled sample's webhooks: (a) the sustained maximum, closed-loop, (b) p50/p99 at a fixed open-loop rate.
-Prints a table and appends the figures to bench/RESULTS.md under "Ingest". Load generator, server and Kafka
+the bundled sample's webhooks: (a) the sustained maximum, closed-loop, (b) p50/p99 at a fixed open-loop rate,
+after an unrecorded warm-up of the broker. Then times the same work in process without HTTP
+(bench/ingest_floor.py). Prints a table and appends the figures to bench/RESULTS.md under "Ingest". Load generator, server and Kafka
 share this machine's cores: the figures are what one machine does with all three on it, not a server-only
 ceiling.
 """
@@ -29,6 +30,7 @@ from typing import Any
 import orjson
 
 from bench.host import cpu_seconds, machine
+from bench.ingest_floor import Floor, measure_floor
 from broker.admin import TopicSpec, ensure_topics
 from deploy.local import stack
 from schemas import topics
@@ -185,7 +187,12 @@ def measure(args: argparse.Namespace, bootstrap: str, kafka_pid: int) -> dict[st
     return figures
 
 
-def table(figures: dict[str, Figures], rate: float) -> str:
+def cpu_per_request_us(figures: Figures) -> float:
+    """Server CPU (all threads) per answered request at the maximum."""
+    return figures.server_cpu_pct / 100 / figures.max_per_second * 1e6
+
+
+def table(figures: dict[str, Figures], rate: float, floor: Floor) -> str:
     base, real = figures["baseline"], figures["ingest"]
     lines = [
         f"{'endpoint':<10} {'max/s':>8} {'srv CPU':>8} {'kafka CPU':>10} {'p50 ms':>8} {'p99 ms':>8}"
@@ -199,6 +206,11 @@ def table(figures: dict[str, Figures], rate: float) -> str:
     lines.append(
         f"ingest/baseline: {real.max_per_second / base.max_per_second:.2f}x throughput, "
         f"{real.p99_ms / base.p99_ms:.1f}x p99"
+    )
+    lines.append(
+        f"server CPU per request at the maximum: ingest {cpu_per_request_us(real):.0f} us, baseline "
+        f"{cpu_per_request_us(base):.0f} us; in process without HTTP (bench/ingest_floor.py): parse "
+        f"{floor.parse_us:.0f} + plan {floor.plan_us:.0f} + produce {floor.produce_us:.0f} = {floor.total_us:.0f} us"
     )
     verdict = "met" if real.max_per_second >= TARGET_PER_SECOND else "MISSED"
     lines.append(
@@ -263,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         running = stack.up(data, stack.free_port(), stack.free_port(), None)
         try:
             figures = measure(args, running.bootstrap, running.kafka_pid)
+            floor = measure_floor(running.bootstrap)
         finally:
             stack.down(data)
     except (stack.StackError, BenchError) as exc:
@@ -270,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         shutil.rmtree(data, ignore_errors=True)
-    print(table(figures, args.rate))
+    print(table(figures, args.rate, floor))
     if not args.no_record:
         record(figures, args.rate)
         print(f"[bench] appended to {RESULTS}")
