@@ -5,9 +5,9 @@ Starts Kafka alone (deploy/local, free ports, a temporary directory), one server
 (uvicorn, uvloop, httptools, one worker each) and drives each from a separate load process on 127.0.0.1 with
 the bundled sample's webhooks: (a) the sustained maximum, closed-loop, (b) p50/p99 at a fixed open-loop rate,
 after an unrecorded warm-up of the broker. Then times the same work in process without HTTP
-(bench/ingest_floor.py). Prints a table and appends the figures to bench/RESULTS.md under "Ingest". Load generator, server and Kafka
-share this machine's cores: the figures are what one machine does with all three on it, not a server-only
-ceiling.
+(bench/ingest_floor.py). Prints a table and appends the figures to bench/RESULTS.md under "Ingest". Load
+generator, server and Kafka share this machine's cores: the figures are what one machine does with all three on
+it, not a server-only ceiling.
 """
 
 from __future__ import annotations
