@@ -72,18 +72,17 @@ class RegistryCodec:
     def __init__(self, url: str, client: SchemaRegistryClient | None = None) -> None:
         # new_client gives the in-memory mock for mock:// URLs, which the plain constructor does not.
         self._client = client if client is not None else SchemaRegistryClient.new_client({"url": url})
-        self._serializers: dict[str, AvroSerializer] = {}
+        self._serializers: dict[str, tuple[AvroSerializer, avro_schemas.SchemaVersion]] = {}
         self._deserializers: dict[str, AvroDeserializer] = {}
 
     def encode(self, topic: str, schema: str, record: dict[str, Any]) -> bytes:
-        serializer = self._serializers.get(schema)
-        if serializer is None:
-            serializer = AvroSerializer(
-                self._client, avro_schemas.raw_schema(schema), conf={"auto.register.schemas": True}
-            )
-            self._serializers[schema] = serializer
-        tagged = avro_schemas.current(schema).tag_unions(record)
-        data = serializer(tagged, SerializationContext(topic, MessageField.VALUE))
+        known = self._serializers.get(schema)
+        if known is None:
+            writer = avro_schemas.current(schema)
+            known = self._serializers[schema] = (
+                AvroSerializer(self._client, writer.text, conf={"auto.register.schemas": True}), writer)
+        serializer, writer = known
+        data = serializer(writer.tag_unions(record), SerializationContext(topic, MessageField.VALUE))
         if data is None:
             raise CodecError(f"{topic}: serializer returned no bytes")
         return data

@@ -56,6 +56,8 @@ SMS_KINDS = frozenset({"envio_sms", "resposta_sms"})
 # five until the seek fix in streams/faust_app.py (docs/DESIGN.md, "Known limits"): run it with 10 after
 # changing that file or the Faust version.
 LOAD_TENANTS = int(os.environ.get("FAILOVER_LOAD_TENANTS", "3"))
+STREAMS_INPUTS = [t.name for t in topics.INPUT_TOPICS] + [TENANT_FEED]
+SINK_INPUTS = [t.name for t in topics.OUTPUT_TOPICS]
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ def cluster(kafka: str, tmp_path: Path) -> Iterator[Cluster]:
     app_id = f"callpipe-streams-failover-{uuid.uuid4().hex[:8]}"
     sink_group = f"sink-{app_id}"
     create_topics(kafka, app_id)
-    inputs = [t.name for t in topics.INPUT_TOPICS] + [TICKS, TENANT_FEED]
+    inputs = [*STREAMS_INPUTS, TICKS]
     eventually(lambda: start_at_end(kafka, app_id, inputs), 60, "the group's offsets at the end of the topics")
     services = Services(tmp_path, service_env(
         tmp_path, kafka, None, SINK_QUERY_PORT=str(free_port()), STREAMS_APP_ID=app_id, SINK_GROUP_ID=sink_group,
@@ -241,10 +243,6 @@ def snapshot(cluster: Cluster, tenant: str) -> str:
         f"SELECT * EXCEPT (updated_at) FROM v_metric_windows {where} "
         f"ORDER BY window_size, dimension, dimension_value, window_start",
     ))
-
-
-STREAMS_INPUTS = [t.name for t in topics.INPUT_TOPICS] + [TENANT_FEED]
-SINK_INPUTS = [t.name for t in topics.OUTPUT_TOPICS]
 
 
 def settled(cluster: Cluster) -> bool:
