@@ -21,12 +21,22 @@ from broker.config import producer_config
 POLL_INTERVAL_S = 0.001
 
 
-class DeliveryError(RuntimeError):
-    """Kafka did not acknowledge a write (broker down, timeout, or local queue full)."""
+# Refusals of one record that no retry changes: the record must be made smaller (librdkafka's own check of
+# message.max.bytes, or the broker's or topic's limit).
+_TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
 
-    def __init__(self, reason: str, retriable: bool = True) -> None:
+
+class DeliveryError(RuntimeError):
+    """Kafka did not acknowledge a write (broker down, timeout, local queue full, or the record refused)."""
+
+    def __init__(self, reason: str, retriable: bool = True, too_large: bool = False) -> None:
         super().__init__(reason)
         self.retriable = retriable
+        self.too_large = too_large
+
+    @classmethod
+    def of(cls, err: KafkaError) -> DeliveryError:
+        return cls(err.str(), retriable=err.retriable(), too_large=err.code() in _TOO_LARGE)
 
 
 Headers = Sequence[tuple[str, bytes]]
@@ -50,7 +60,7 @@ class _Acks:
         if self.future.done():  # failed already, or the caller gave up waiting (timeout): nothing changes
             return
         if err is not None:
-            self.future.set_exception(DeliveryError(err.str(), retriable=err.retriable()))
+            self.future.set_exception(DeliveryError.of(err))
             return
         self.pending -= 1
         if not self.pending:
@@ -85,7 +95,7 @@ class AsyncProducer:
             # The local queue is full: the broker is slow or away. Back-pressure, not data loss.
             acks.fail(DeliveryError("local producer queue is full"))
         except KafkaException as exc:
-            acks.fail(DeliveryError(str(exc), retriable=exc.args[0].retriable()))
+            acks.fail(DeliveryError.of(exc.args[0]))
         if self._timer is None and not self._closed:
             self._timer = loop.call_later(POLL_INTERVAL_S, self._serve_reports, loop)
         try:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import uvicorn
 
 from broker.admin import TopicSpec, ensure_topics
-from ingest.app import create_app
+from ingest.app import NO_KIND, create_app
+from ingest.server import server_config
 from ingest.settings import from_env
 from runtime import logs
 from schemas import topics
@@ -15,8 +16,9 @@ def main() -> None:
     settings = from_env()
     logs.setup(settings.log_level)
     ensure_topics(settings.kafka_bootstrap, [TopicSpec(t.name, t.partitions) for t in topics.ALL_TOPICS])
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
-                access_log=False, http="httptools", loop="uvloop")
+    app = create_app(settings)
+    ingest = app.state.ingest
+    uvicorn.Server(server_config(app, settings, lambda status: ingest.count(NO_KIND, status))).run()
 
 
 if __name__ == "__main__":

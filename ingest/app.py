@@ -23,13 +23,13 @@ from starlette.routing import Route
 
 from broker.producer import AsyncProducer, DeliveryError
 from ingest.auth import SECRET_HEADER, Authenticator
-from ingest.body import BadRequest, check_content_type, parse_json, read_limited
+from ingest.body import BadRequest, Disconnected, check_content_type, parse_json, read_limited
 from ingest.metrics import IngestMetrics
 from ingest.openapi import openapi
-from ingest.publish import Webhook, plan
+from ingest.publish import Outcome, Webhook, plan
 from ingest.settings import Settings
 from schemas import topics
-from schemas.codec import Codec, codec_from_settings
+from schemas.codec import Codec, RegistryUnavailable, codec_from_settings
 
 log = logging.getLogger("callpipe.ingest")
 
@@ -39,8 +39,20 @@ class _Json(JSONResponse):
         return orjson.dumps(content)
 
 
-def _error(status: int, error: str, detail: str, **extra: Any) -> JSONResponse:
-    return _Json({"error": error, "detail": detail, **extra}, status_code=status)
+def _error(status: int, error: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return _Json({"error": error, "detail": detail, **extra}, status_code=status, headers=headers)
+
+
+# An incomplete body leaves the connection mid-request: it is closed after the answer.
+_CLOSE = {"connection": "close"}
+# Status counted for a client that went away before its body arrived (nginx's convention; nothing is sent).
+CLIENT_CLOSED = 499
+UNKNOWN_KIND = "unknown"
+NO_KIND = "-"  # answers the server gives before a request is parsed (ingest/server.py)
+
+
+class _TooLargeForKafka(Exception):
+    """Kafka refused the webhook's records as too large even with the archived headers cut."""
 
 
 class Ingest:
@@ -61,19 +73,24 @@ class Ingest:
             return await self.unknown_kind(request)
         started = time.perf_counter()
         self.metrics.in_flight.inc()
+        status = 500
         try:
             response = await self._handle(request, kind)
+            status = response.status_code
+            return response
+        except Exception:  # a defect in the handler itself: nothing was stored, so the provider must retry
+            log.exception("unhandled error in the webhook handler", extra={"kind": kind})
+            return _error(500, "internal_error", "the event was not stored; retry later")
         finally:
             self.metrics.in_flight.dec()
-        self._requests_counter(kind, response.status_code).inc()
-        self._latency_histogram(kind).observe(time.perf_counter() - started)
-        return response
+            self.count(kind, status)
+            self._latency_histogram(kind).observe(time.perf_counter() - started)
 
-    def _requests_counter(self, kind: str, status: int) -> Any:
+    def count(self, kind: str, status: int) -> None:
         counter = self._requests_by.get((kind, status))
         if counter is None:
             counter = self._requests_by[kind, status] = self.metrics.requests.labels(kind, str(status))
-        return counter
+        counter.inc()
 
     def _latency_histogram(self, kind: str) -> Any:
         histogram = self._latency_by.get(kind)
@@ -87,10 +104,13 @@ class Ingest:
         if not self.auth.check(tenant, secret):
             return _error(401, "unauthorized", "unknown tenant or wrong secret")
         try:
-            body = await read_limited(request, self.settings.max_body_bytes)
-        except BadRequest as exc:  # too large: not read, so nothing can be kept; the sender is told the limit
+            body = await read_limited(request, self.settings.max_body_bytes, self.settings.body_timeout_s)
+        except BadRequest as exc:  # too large or too slow: not read whole, so nothing can be kept
             log.warning("rejected webhook", extra={"kind": kind, "tenant": tenant, "reason": exc.detail})
-            return _error(exc.status, exc.error, exc.detail)
+            return _error(exc.status, exc.error, exc.detail, headers=_CLOSE)
+        except Disconnected:
+            log.info("client left before its body arrived", extra={"kind": kind, "tenant": tenant})
+            return Response(status_code=CLIENT_CLOSED)
         parsed: Any = None
         rejected: BadRequest | None = None
         try:
@@ -100,25 +120,53 @@ class Ingest:
             rejected = exc
         webhook = Webhook(tenant, kind, body, datetime.now(UTC), request.headers,
                           request.client.host if request.client else None)
-        outcome = plan(webhook, parsed, self.codec, rejected.detail if rejected else None)
+        try:
+            outcome = await self._store(webhook, parsed, rejected)
+        except (DeliveryError, RegistryUnavailable) as exc:
+            self.metrics.delivery_errors.inc()
+            log.error("kafka write failed", extra={"kind": kind, "tenant": tenant, "reason": str(exc)})
+            return _error(503, "unavailable", "the event could not be stored; retry later",
+                          headers={"Retry-After": str(self.settings.retry_after_s)})
+        except _TooLargeForKafka as exc:
+            log.warning("rejected webhook", extra={"kind": kind, "tenant": tenant, "reason": str(exc)})
+            return _error(413, "too_large_for_kafka", str(exc))
+        if outcome.error is not None:
+            self.metrics.dead_letters.labels(kind).inc()
+            if outcome.unexpected:
+                self.metrics.unexpected_errors.labels(kind).inc()
+                log.error("dead-lettered webhook on an unexpected error",
+                          extra={"kind": kind, "tenant": tenant, "reason": outcome.error})
+            else:
+                log.warning("dead-lettered webhook", extra={"kind": kind, "tenant": tenant, "reason": outcome.error})
+            if rejected is not None:
+                return _error(rejected.status, rejected.error, rejected.detail, kept=True)
+            error = "internal_error" if outcome.unexpected else "unprocessable"
+            return _error(422, error, outcome.error, kept=True, event_id=outcome.event_id)
+        return _Json({"status": "accepted", "event_id": outcome.event_id})
+
+    async def _store(self, webhook: Webhook, parsed: Any, rejected: BadRequest | None) -> Outcome:
+        """Plan and write the webhook's records. A record Kafka refuses as too large is written again with the
+        archived headers cut (never the body); if it is still refused, `_TooLargeForKafka`."""
+        rejection = rejected.detail if rejected else None
+        outcome = plan(webhook, parsed, self.codec, rejection)
+        try:
+            await self.producer.send_all(outcome.writes, self.settings.kafka_timeout_s)
+            return outcome
+        except DeliveryError as exc:
+            if not exc.too_large:
+                raise
+        outcome = plan(webhook.with_trimmed_headers(), parsed, self.codec, rejection)
         try:
             await self.producer.send_all(outcome.writes, self.settings.kafka_timeout_s)
         except DeliveryError as exc:
-            self.metrics.delivery_errors.inc()
-            log.error("kafka write failed", extra={"kind": kind, "tenant": tenant, "reason": str(exc)})
-            return _Json(
-                {"error": "unavailable", "detail": "the event could not be stored; retry later"},
-                status_code=503, headers={"Retry-After": str(self.settings.retry_after_s)},
-            )
-        if outcome.error is not None:
-            self.metrics.dead_letters.labels(kind).inc()
-            log.warning("dead-lettered webhook", extra={"kind": kind, "tenant": tenant, "reason": outcome.error})
-            if rejected is not None:
-                return _error(rejected.status, rejected.error, rejected.detail, kept=True)
-            return _error(422, "unprocessable", outcome.error, kept=True, event_id=outcome.event_id)
-        return _Json({"status": "accepted", "event_id": outcome.event_id})
+            if exc.too_large:
+                raise _TooLargeForKafka(f"the body of {len(webhook.body)} bytes exceeds what Kafka accepts in one "
+                                        f"record ({exc}); nothing was stored") from None
+            raise
+        return outcome
 
     async def unknown_kind(self, request: Request) -> Response:
+        self.count(UNKNOWN_KIND, 404)
         kinds = ", ".join(topics.KIND_TOPICS)
         return _error(404, "unknown_kind", f"no webhook kind at {request.url.path}; kinds: {kinds}")
 

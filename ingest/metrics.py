@@ -23,4 +23,9 @@ class IngestMetrics:
             "callpipe_ingest_dead_letters", "Payloads written to the dead-letter topic", ["kind"],
             registry=self.registry,
         )
+        self.unexpected_errors = Counter(
+            "callpipe_ingest_unexpected_errors",
+            "Webhooks dead-lettered because normalizing or encoding them raised an unexpected exception (a defect)",
+            ["kind"], registry=self.registry,
+        )
         self.in_flight = Gauge("callpipe_ingest_in_flight", "Requests being handled", registry=self.registry)

@@ -20,6 +20,15 @@ class Settings:
     retry_after_s: int
     kafka_linger_ms: float
     log_level: str
+    # Limits the server applies before a request reaches authentication (ingest/server.py).
+    max_header_bytes: int = 32 * 1024
+    max_headers: int = 100
+    max_url_bytes: int = 2048
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    idle_timeout_s: float = 15.0
+    max_connections: int = 1000
+    trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For / -Proto are believed
 
 
 def parse_tenants(spec: str) -> dict[str, str]:
@@ -48,4 +57,12 @@ def from_env() -> Settings:
         retry_after_s=env.integer("INGEST_RETRY_AFTER_S", 5),
         kafka_linger_ms=env.number("INGEST_KAFKA_LINGER_MS", 2.0),
         log_level=env.text("LOG_LEVEL", "INFO"),
+        max_header_bytes=env.integer("INGEST_MAX_HEADER_BYTES", Settings.max_header_bytes),
+        max_headers=env.integer("INGEST_MAX_HEADERS", Settings.max_headers),
+        max_url_bytes=env.integer("INGEST_MAX_URL_BYTES", Settings.max_url_bytes),
+        header_timeout_s=env.number("INGEST_HEADER_TIMEOUT_S", Settings.header_timeout_s),
+        body_timeout_s=env.number("INGEST_BODY_TIMEOUT_S", Settings.body_timeout_s),
+        idle_timeout_s=env.number("INGEST_IDLE_TIMEOUT_S", Settings.idle_timeout_s),
+        max_connections=env.integer("INGEST_MAX_CONNECTIONS", Settings.max_connections),
+        trusted_proxies=tuple(p.strip() for p in env.text("INGEST_TRUSTED_PROXIES", "").split(",") if p.strip()),
     )

@@ -5,8 +5,10 @@ from __future__ import annotations
 from io import BytesIO
 from typing import Any, Protocol
 
+import httpx
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 from fastavro import schemaless_reader, schemaless_writer
 
@@ -19,6 +21,10 @@ _HEADER_SIZE = len(SINGLE_OBJECT_MARKER) + 8
 
 class CodecError(ValueError):
     """Bytes that are not a record this codec can read."""
+
+
+class RegistryUnavailable(RuntimeError):
+    """The schema registry did not answer or refused a registration: a dependency is down, not the record."""
 
 
 class Codec(Protocol):
@@ -82,7 +88,10 @@ class RegistryCodec:
             known = self._serializers[schema] = (
                 AvroSerializer(self._client, writer.text, conf={"auto.register.schemas": True}), writer)
         serializer, writer = known
-        data = serializer(writer.tag_unions(record), SerializationContext(topic, MessageField.VALUE))
+        try:
+            data = serializer(writer.tag_unions(record), SerializationContext(topic, MessageField.VALUE))
+        except (SchemaRegistryError, httpx.HTTPError) as exc:
+            raise RegistryUnavailable(f"{topic}: schema registry: {exc}") from exc
         if data is None:
             raise CodecError(f"{topic}: serializer returned no bytes")
         return data

@@ -14,8 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from schemas import exact_json
 from schemas.fields import (
     NaiveTz,
     NormalizationError,
@@ -63,8 +62,8 @@ _DURATION_PAIRS = (
 def json_text(value: Any, path: str) -> str:
     """Canonical JSON text (sorted keys, no whitespace) of a provider value."""
     try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-    except orjson.JSONEncodeError as exc:
+        return exact_json.canonical(value)
+    except TypeError as exc:  # orjson's JSONEncodeError is a TypeError
         raise NormalizationError(path, f"cannot be written as JSON: {exc}") from None
 
 

@@ -2,7 +2,8 @@
 jars that Maven fetches from Maven Central into the ignored `.cache/` folder (this machine has no Docker engine).
 
     python -m deploy.local.stack fetch      # idempotent; reuses what was fetched
-    python -m deploy.local.stack up         # start both, wait until they answer, print their addresses
+    python -m deploy.local.stack up         # start both, wait until they answer, print their addresses;
+                                            # they keep running after the command ends
     python -m deploy.local.stack down       # stop what `up` started
 
 Failures end with one line naming what to do or which log file to read, never a traceback.
@@ -180,16 +181,19 @@ def die_with_parent() -> None:
 
 
 def spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> subprocess.Popen[bytes]:
+          cwd: Path | None = None, outlive_caller: bool = False) -> subprocess.Popen[bytes]:
     """Start a child in a session of its own, output appended to `log`. Its own session: Ctrl-C in the terminal
-    reaches only our orchestrator, which stops the children in order."""
+    reaches only our orchestrator, which stops the children in order. It dies with its caller unless
+    `outlive_caller` (the `up` command, whose children run until `down`)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, **(env or {})}, cwd=cwd, preexec_fn=die_with_parent)
+                                env={**os.environ, **(env or {})}, cwd=cwd,
+                                preexec_fn=None if outlive_caller else die_with_parent)
 
 
-def start_kafka(data: Path, port: int, controller_port: int) -> tuple[str, subprocess.Popen[bytes], Path]:
+def start_kafka(data: Path, port: int, controller_port: int,
+                outlive_caller: bool = False) -> tuple[str, subprocess.Popen[bytes], Path]:
     java = _require("java", "install a JDK 17 (apt-get install openjdk-17-jdk-headless)")
     _check_port_free(port, "Kafka", "KAFKA_PORT")
     _check_port_free(controller_port, "the Kafka controller", "KAFKA_CONTROLLER_PORT")
@@ -217,34 +221,37 @@ def start_kafka(data: Path, port: int, controller_port: int) -> tuple[str, subpr
             raise StackError(f"Kafka storage format failed: read {log}")
     heap = os.environ.get("KAFKA_HEAP", "-Xmx768m")
     proc = spawn([java, heap, f"-Dlog4j2.configurationFile={HERE / 'log4j2.yaml'}",
-                   "-cp", classpath, "kafka.Kafka", str(props)], log)
+                   "-cp", classpath, "kafka.Kafka", str(props)], log, outlive_caller=outlive_caller)
     bootstrap = f"127.0.0.1:{port}"
     say(f"Kafka: starting on {bootstrap} (log {log})")
     return bootstrap, proc, log
 
 
-def start_registry(data: Path, port: int) -> tuple[str, subprocess.Popen[bytes], Path]:
+def start_registry(data: Path, port: int,
+                   outlive_caller: bool = False) -> tuple[str, subprocess.Popen[bytes], Path]:
     java = _require("java", "install a JDK 17 (apt-get install openjdk-17-jdk-headless)")
     _check_port_free(port, "the schema registry", "SCHEMA_REGISTRY_PORT")
     jar = registry_dir() / f"apicurio-registry-app-{REGISTRY_VERSION}-runner.jar"
     log = data / "logs" / "registry.log"
     proc = spawn([java, "-Xmx384m", "-jar", str(jar)], log,
-                  {"QUARKUS_HTTP_PORT": str(port), "QUARKUS_HTTP_HOST": "127.0.0.1"})
+                  {"QUARKUS_HTTP_PORT": str(port), "QUARKUS_HTTP_HOST": "127.0.0.1"}, outlive_caller=outlive_caller)
     url = f"http://127.0.0.1:{port}/apis/ccompat/v7"
     say(f"Schema registry: starting on {url} (log {log})")
     return url, proc, log
 
 
-def up(data: Path, kafka_port: int, controller_port: int, registry_port: int | None) -> Running:
-    """Start the broker (and the registry when a port is given) side by side, then wait for both to answer."""
+def up(data: Path, kafka_port: int, controller_port: int, registry_port: int | None,
+       outlive_caller: bool = False) -> Running:
+    """Start the broker (and the registry when a port is given) side by side, then wait for both to answer.
+    They die with the calling process unless `outlive_caller`; `down` stops them either way."""
     fetch(with_registry=registry_port is not None)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        bootstrap, kafka, klog = start_kafka(data, kafka_port, controller_port)
+        bootstrap, kafka, klog = start_kafka(data, kafka_port, controller_port, outlive_caller)
         procs.append(kafka)
         running = Running(bootstrap=bootstrap, kafka_pid=kafka.pid, kafka_log=str(klog))
         if registry_port is not None:
-            url, reg, rlog = start_registry(data, registry_port)
+            url, reg, rlog = start_registry(data, registry_port, outlive_caller)
             procs.append(reg)
             running.registry_url, running.registry_pid, running.registry_log = url, reg.pid, str(rlog)
         _wait(_kafka_ready(bootstrap), kafka, "Kafka", klog, timeout=90)
@@ -312,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "up":
             running = up(args.data, int(os.environ.get("KAFKA_PORT", "9092")),
                          int(os.environ.get("KAFKA_CONTROLLER_PORT", "9093")),
-                         None if args.no_registry else int(os.environ.get("SCHEMA_REGISTRY_PORT", "8081")))
+                         None if args.no_registry else int(os.environ.get("SCHEMA_REGISTRY_PORT", "8081")),
+                         outlive_caller=True)
             print(json.dumps(asdict(running)))
         else:
             down(args.data)
