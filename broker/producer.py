@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -41,6 +41,16 @@ class DeliveryError(RuntimeError):
 
 Headers = Sequence[tuple[str, bytes]]
 Write = tuple[str, bytes | None, bytes, Headers | None]
+
+
+class Sender(Protocol):
+    """What a request handler needs of a producer (`AsyncProducer`; tests record writes with their own)."""
+
+    async def send_all(self, writes: Sequence[Write], timeout: float) -> None: ...
+
+    def reachable(self, timeout: float = 1.0) -> bool: ...
+
+    def close(self, timeout: float = 10.0) -> int: ...
 
 
 class _Acks:

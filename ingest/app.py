@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from broker.producer import AsyncProducer, DeliveryError
+from broker.producer import AsyncProducer, DeliveryError, Sender
 from ingest.auth import SECRET_HEADER, Authenticator
 from ingest.body import BadRequest, Disconnected, check_content_type, parse_json, read_limited
 from ingest.metrics import IngestMetrics
@@ -56,7 +56,7 @@ class _TooLargeForKafka(Exception):
 
 
 class Ingest:
-    def __init__(self, settings: Settings, producer: AsyncProducer, codec: Codec) -> None:
+    def __init__(self, settings: Settings, producer: Sender, codec: Codec) -> None:
         self.settings = settings
         self.producer = producer
         self.codec = codec
@@ -199,7 +199,7 @@ class Ingest:
         ]
 
 
-def create_app(settings: Settings, producer: AsyncProducer | None = None, codec: Codec | None = None) -> Starlette:
+def create_app(settings: Settings, producer: Sender | None = None, codec: Codec | None = None) -> Starlette:
     """The ASGI app. Without a producer, one is created on start-up and flushed on shutdown."""
     owned = producer is None
     producer = producer or AsyncProducer(settings.kafka_bootstrap, int(settings.kafka_timeout_s * 1000),

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from typing import Any
 
-import orjson
 from starlette.requests import ClientDisconnect, Request
 
 from schemas import exact_json
@@ -64,7 +64,7 @@ def parse_json(body: bytes, max_depth: int) -> Any:
     _check_depth(body, max_depth)
     try:
         return exact_json.loads(body)
-    except orjson.JSONDecodeError as exc:
+    except json.JSONDecodeError as exc:
         raise BadRequest(400, "invalid_json", f"body is not valid JSON: {exc}") from None
 
 

@@ -3,14 +3,16 @@
 orjson reads an integer outside the 64-bit range as a float, so `{"n": 1180591620717411303424}` and
 `{"n": 1180591620717411303425}` would parse equal (same event id, the second dropped downstream as a retry) and
 `extra_json` would keep `1.1805916207174113e+21`. Bodies that may hold such an integer (19 digits in a row
-somewhere) are parsed a second time by the standard library, which hands each integer's text to `BigInt` when
-it is outside the 64-bit range; `canonical` writes that text back unchanged. Every other value parses exactly
-as orjson reads it, so event ids of ordinary bodies do not depend on which path parsed them.
+somewhere) are parsed by the standard library instead, held to orjson's validity rules, which hands each
+integer's text to `BigInt` when it is outside the 64-bit range; `canonical` writes that text back unchanged.
+Every other value parses exactly as orjson reads it, so event ids of ordinary bodies do not depend on which
+path parsed them.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -56,13 +58,43 @@ def _integer(text: str) -> int | BigInt:
     return BigInt(text)
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:40]} is out of the double range")
+    return value
+
+
+def _no_constant(text: str) -> Any:
+    raise ValueError(f"{text} is not JSON")
+
+
 def loads(data: bytes) -> Any:
-    """Parse JSON; raises `orjson.JSONDecodeError` for anything orjson refuses (the one validity rule)."""
-    parsed = orjson.loads(data)
+    """Parse JSON; raises `json.JSONDecodeError` (orjson's is a subclass) for a text that is not JSON."""
     if _MAYBE_BIG.search(data) is None:
-        return parsed
-    # orjson accepted the text, so the standard parser only differs in how it reads integers.
-    return json.loads(data, parse_int=_integer)
+        return orjson.loads(data)
+    return exact(data)
+
+
+def exact(data: bytes) -> Any:
+    """The standard parser held to orjson's rules: UTF-8 without a byte order mark, no NaN or Infinity, no
+    float beyond the double range, no lone surrogate. orjson itself cannot be asked first: it refuses an
+    integer beyond the double range as "infinity"."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise json.JSONDecodeError(f"not UTF-8 ({exc.reason})", "", exc.start) from None
+    try:
+        value = json.loads(text, parse_int=_integer, parse_float=_finite, parse_constant=_no_constant)
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:
+        raise json.JSONDecodeError(str(exc), text, 0) from None
+    try:
+        canonical(value)  # a lone surrogate ("\ud800") parses but cannot be written as UTF-8
+    except TypeError as exc:
+        raise json.JSONDecodeError(str(exc), text, 0) from None
+    return value
 
 
 def _fragment(value: Any) -> orjson.Fragment:

@@ -21,10 +21,14 @@ NO_LEADER_YET = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADE
 
 
 @contextmanager
-def serve(app: Starlette) -> Iterator[str]:
-    """Run the app under uvicorn on a free loopback port; yield its base URL."""
+def serve(app: Starlette, config: Callable[[Starlette, int], uvicorn.Config] | None = None) -> Iterator[str]:
+    """Run the app under uvicorn on a free loopback port; yield its base URL. `config(app, port)` gives the
+    server's configuration (default: uvicorn's own)."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+    if config is None:
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+    else:
+        server = uvicorn.Server(config(app, port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
