@@ -44,10 +44,17 @@ def _operation(kind: str, with_secret_in_path: bool) -> dict[str, Any]:
                 },
                 "400": _answer("invalid JSON, empty body or nesting too deep (kept in the dead-letter topic)"),
                 "401": _answer("unknown tenant or wrong secret (nothing stored)"),
-                "413": _answer("body larger than INGEST_MAX_BODY_BYTES (nothing stored)"),
-                "415": _answer("content-type is not JSON (kept in the dead-letter topic)"),
-                "422": _answer("valid JSON that cannot be normalized (kept in the dead-letter topic)"),
-                "503": _answer("Kafka did not acknowledge in time: retry after the Retry-After seconds"),
+                "408": _answer("the head or the body did not arrive in time (nothing stored)"),
+                "413": _answer("body larger than INGEST_MAX_BODY_BYTES, or than Kafka accepts (nothing stored)"),
+                "414": _answer("URL longer than INGEST_MAX_URL_BYTES (nothing stored)"),
+                "415": _answer("content-type is not application/json or application/*+json (kept in the "
+                               "dead-letter topic)"),
+                "422": _answer("valid JSON that cannot be normalized, the detail naming the field, or an "
+                               "unexpected error (error: internal_error); kept in the dead-letter topic"),
+                "431": _answer("headers over INGEST_MAX_HEADER_BYTES or INGEST_MAX_HEADERS (nothing stored)"),
+                "500": _answer("a defect before anything was stored: retry"),
+                "503": _answer("Kafka or the schema registry did not answer in time, or too many open "
+                               "connections: retry after the Retry-After seconds"),
             },
         }
     }

@@ -47,9 +47,10 @@ class Server:
 
 @contextmanager
 def guarded(kafka: str, **overrides: Any) -> Iterator[Server]:
+    chosen: dict[str, Any] = {"max_body_bytes": 64 * 1024, **LIMITS, **overrides}
     settings = Settings(host="127.0.0.1", port=0, kafka_bootstrap=kafka, schema_registry_url=None,
-                        tenants={"acme": SECRET}, max_body_bytes=64 * 1024, max_json_depth=16, kafka_timeout_s=5,
-                        retry_after_s=3, kafka_linger_ms=2, log_level="WARNING", **{**LIMITS, **overrides})
+                        tenants={"acme": SECRET}, max_json_depth=16, kafka_timeout_s=5, retry_after_s=3,
+                        kafka_linger_ms=2, log_level="WARNING", **chosen)
     app = create_app(settings, codec=SingleObjectCodec())
     ingest: Ingest = app.state.ingest
 
@@ -197,3 +198,23 @@ def test_forwarded_for_is_believed_only_from_a_trusted_proxy(kafka: str, trusted
                             headers={"content-type": "application/json", "x-forwarded-for": "203.0.113.9"})
         assert answer.status_code == 200, answer.text
     assert raw_remote_addr(kafka, marker) == archived
+
+
+def test_kafka_refusing_a_record_as_too_large_is_a_permanent_answer_never_a_503(kafka: str) -> None:
+    """librdkafka refuses records over message.max.bytes (1,000,000): headers are cut to fit, never the body;
+    a body that cannot fit is a 413 that names the cause."""
+    marker = uuid.uuid4().hex
+    with guarded(kafka, max_body_bytes=2_000_000, max_header_bytes=64 * 1024, max_headers=100) as running:
+        fits = body_for(marker)[:-1] + b', "pad": "' + b"p" * 960_000 + b'"}'
+        answer = httpx.post(running.url + PATH, content=fits, timeout=30,
+                            headers={"content-type": "application/json", **{f"x-h{i}": "v" * 1000 for i in range(40)}})
+        assert answer.status_code == 200, answer.text
+        too_big = body_for(marker)[:-1] + b', "pad": "' + b"p" * 1_200_000 + b'"}'
+        answer = httpx.post(running.url + PATH, content=too_big, timeout=30,
+                            headers={"content-type": "application/json"})
+        assert answer.status_code == 413 and answer.json()["error"] == "too_large_for_kafka", answer.text
+    codec = SingleObjectCodec()
+    archived = [codec.decode(topics.RAW.name, m.value() or b"") for m in read_topic(kafka, topics.RAW.name)
+                if marker.encode() in (m.value() or b"")]
+    assert [r["body"] for r in archived] == [fits]
+    assert "x-callpipe-headers-truncated" in archived[0]["headers"]
