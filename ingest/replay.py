@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
 from broker.config import consumer_config
@@ -39,7 +38,7 @@ from broker.producer import AsyncProducer, DeliveryError
 from ingest.auth import SECRET_HEADER
 from ingest.publish import Webhook, Write, plan
 from ingest.settings import from_env
-from schemas import topics
+from schemas import exact_json, topics
 from schemas.codec import Codec, CodecError, codec_from_settings
 
 SAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "sample" / "webhooks.jsonl"
@@ -61,7 +60,7 @@ class Captured:
 
     @property
     def payload(self) -> bytes:
-        return orjson.dumps(self.body)
+        return exact_json.dumps(self.body)
 
 
 def read_captured(path: Path) -> list[Captured]:
@@ -78,8 +77,8 @@ def read_captured(path: Path) -> list[Captured]:
 
 def _captured(line: str, where: str) -> Captured:
     try:
-        item = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
+        item = exact_json.loads(line.encode())
+    except ValueError as exc:
         raise ReplayError(f"{where}: not JSON: {exc}") from None
     if not isinstance(item, dict) or "kind" not in item or "body" not in item:
         raise ReplayError(f'{where}: expected an object with "kind" and "body"')
@@ -207,7 +206,7 @@ async def replay_raw(
             if webhook is None:
                 tally.skipped += 1
                 continue
-            outcome = plan(webhook, orjson.loads(webhook.body), codec)
+            outcome = plan(webhook, exact_json.loads(webhook.body), codec)
             tally.count(outcome.error)
             writes += [w for w in outcome.writes if w[0] != topics.RAW.name]
         await producer.send_all(writes, timeout)

@@ -103,6 +103,11 @@ def _fragment(value: Any) -> orjson.Fragment:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
+def dumps(value: Any) -> bytes:
+    """JSON bytes in the value's own key order; `BigInt` written as sent."""
+    return orjson.dumps(value, default=_fragment)
+
+
 def canonical(value: Any) -> str:
     """JSON text with keys sorted at every depth and no whitespace; `BigInt` written as sent."""
     return orjson.dumps(value, default=_fragment, option=orjson.OPT_SORT_KEYS).decode()
