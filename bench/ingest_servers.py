@@ -1,5 +1,6 @@
 """Server side of the ingest benchmark, one process per endpoint, both on the same stack (uvicorn, uvloop,
-httptools, one worker): the real ingest app, or a bare Starlette app that only answers 200 (the baseline that
+httptools, one worker): the real ingest app served as `python -m ingest` serves it (with the bounds of
+ingest/server.py), or a bare Starlette app on uvicorn's own protocol that only answers 200 (the baseline that
 shows what the HTTP stack alone costs).
 
     python -m bench.ingest_servers {ingest,baseline} --port P [--bootstrap B] [--profile FILE] [--linger-ms MS]
@@ -17,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ingest.app import create_app
+from ingest.app import NO_KIND, create_app
+from ingest.server import server_config
 from ingest.settings import Settings
 
 TENANT = "bench"
@@ -31,11 +33,12 @@ def baseline_app() -> Starlette:
     return Starlette(routes=[Route("/hooks/{tenant}/{kind}", accept, methods=["POST"])])
 
 
-def ingest_app(bootstrap: str, linger_ms: float) -> Starlette:
-    settings = Settings(host="127.0.0.1", port=0, kafka_bootstrap=bootstrap, schema_registry_url=None,
+def ingest_config(bootstrap: str, linger_ms: float, port: int) -> uvicorn.Config:
+    settings = Settings(host="127.0.0.1", port=port, kafka_bootstrap=bootstrap, schema_registry_url=None,
                         tenants={TENANT: SECRET}, max_body_bytes=256 * 1024, max_json_depth=16,
                         kafka_timeout_s=5.0, retry_after_s=5, kafka_linger_ms=linger_ms, log_level="WARNING")
-    return create_app(settings)
+    app = create_app(settings)
+    return server_config(app, settings, lambda status: app.state.ingest.count(NO_KIND, status))
 
 
 def main() -> None:
@@ -46,9 +49,11 @@ def main() -> None:
     parser.add_argument("--profile", help="write cProfile statistics of the event-loop thread to this file")
     parser.add_argument("--linger-ms", type=float, default=2.0, help="the producer's linger.ms")
     args = parser.parse_args()
-    app = ingest_app(args.bootstrap, args.linger_ms) if args.app == "ingest" else baseline_app()
-    config = uvicorn.Config(app, host="127.0.0.1", port=args.port, loop="uvloop", http="httptools",
-                            log_config=None, access_log=False)
+    if args.app == "ingest":
+        config = ingest_config(args.bootstrap, args.linger_ms, args.port)
+    else:
+        config = uvicorn.Config(baseline_app(), host="127.0.0.1", port=args.port, loop="uvloop", http="httptools",
+                                log_config=None, access_log=False)
     server = uvicorn.Server(config)
     if args.profile is None:
         server.run()

@@ -146,6 +146,7 @@ OUT_OF_RANGE = [
     ("offset_00_99", "envio_sms", "data_criacao", "2019-09-06T14:21:33+00:99", "99 minutes"),
     ("offset_14_30", "envio_sms", "data_criacao", "2019-09-06T14:21:33+14:30", "beyond ±14:00"),
     ("id_of_5000_digits_text", "envio_sms", "id", "7" * 5000, "out of the 64-bit range"),
+    ("integer_of_5000_digits_text", "tts_fim", "duracao_segundos", "7" * 5000, "out of the 64-bit range"),
     ("hms_of_5000_digits", "tts_fim", "duracao", "1" * 5000 + ":00:00", "out of the 64-bit range"),
     ("hms_beyond_long", "tts_fim", "duracao", "99999999999999999999:00:00", "out of the 64-bit range"),
     ("money_underscore", "aviso_saldo", "saldo", "1_000", "not a number"),
@@ -160,7 +161,7 @@ def test_out_of_range_values_are_kept_and_answered_422_naming_the_field(
 ) -> None:
     body = example(kind)
     body[field] = value
-    if kind == "tts_fim":
+    if field == "duracao":
         body.pop("duracao_segundos")  # the HH:MM:SS text is parsed only when the seconds are absent
     raw = orjson.dumps(body)
     answer = Client().post(kind, raw)
@@ -170,12 +171,15 @@ def test_out_of_range_values_are_kept_and_answered_422_naming_the_field(
 
 
 @pytest.mark.parametrize("digits", [5000, 25])
-def test_integers_beyond_64_bits_as_json_numbers_are_kept_exactly(digits: int) -> None:
-    """An id given as a JSON number of 25 or 5,000 digits: 422 naming it, no int() on 4,300+ digits."""
-    body = canonical({**example("envio_sms"), "id": BigInt("9" * digits)}).encode()
-    answer = Client().post("envio_sms", body)
-    assert answer.status == 422 and answer.json["detail"].startswith("id: id out of the 64-bit range")
-    check_promise(answer, "envio_sms", body)
+@pytest.mark.parametrize(("kind", "field"), [("envio_sms", "id"), ("chamada_evento", "cliente_id")])
+def test_integers_beyond_64_bits_as_json_numbers_are_refused_naming_the_field(digits: int, kind: str,
+                                                                              field: str) -> None:
+    """An id or integer field given as a JSON number of 25 or 5,000 digits: 422 naming it, and no int() on
+    4,300+ digits."""
+    body = canonical({**example(kind), field: BigInt("9" * digits)}).encode()
+    answer = Client().post(kind, body)
+    assert answer.status == 422 and answer.json["detail"].startswith(f"{field}: id out of the 64-bit range")
+    check_promise(answer, kind, body)
 
 
 def test_big_integers_get_distinct_event_ids_and_exact_extra_json() -> None:
