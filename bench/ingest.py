@@ -31,9 +31,8 @@ import orjson
 
 from bench.host import cpu_seconds, machine
 from bench.ingest_floor import Floor, measure_floor
-from broker.admin import TopicSpec, ensure_topics
+from broker.admin import callpipe_topics, ensure_topics
 from deploy.local import stack
-from schemas import topics
 
 RESULTS = Path(__file__).resolve().with_name("RESULTS.md")
 ENDPOINTS = ("baseline", "ingest")
@@ -146,7 +145,7 @@ def load(port: int, mode: str, args: argparse.Namespace, duration: float) -> dic
 
 
 def measure(args: argparse.Namespace, bootstrap: str, kafka_pid: int) -> dict[str, Figures]:
-    ensure_topics(bootstrap, [TopicSpec(t.name, t.partitions) for t in topics.ALL_TOPICS])
+    ensure_topics(bootstrap, callpipe_topics())
     runs: dict[tuple[str, str], tuple[dict[str, Any], float, float]] = {}
     with servers(bootstrap, args.profile, args.linger_ms) as running:
         if args.warmup > 0:

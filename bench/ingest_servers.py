@@ -21,6 +21,7 @@ from starlette.routing import Route
 from ingest.app import NO_KIND, create_app
 from ingest.server import server_config
 from ingest.settings import Settings
+from runtime import env
 
 TENANT = "bench"
 SECRET = "bench-secret-not-for-production"
@@ -45,7 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ingest_servers")
     parser.add_argument("app", choices=["ingest", "baseline"])
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument("--bootstrap", default=env.DEFAULT_BOOTSTRAP)
     parser.add_argument("--profile", help="write cProfile statistics of the event-loop thread to this file")
     parser.add_argument("--linger-ms", type=float, default=2.0, help="the producer's linger.ms")
     args = parser.parse_args()

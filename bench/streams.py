@@ -2,9 +2,9 @@
 
 (a) Pure domain path, in this process, one core: each normalized call event (Avro single-object bytes, as the
     worker reads them) is decoded, folded with `correlate.apply`, `correlate.emit`ted, rated and the Call record
-    encoded. Variants: "domain" keeps the states as Python objects; "agent" also does what streams/app.py
+    encoded. Variants: "domain" keeps the states as Python objects; "agent" also does what streams/faustapp/app.py
     did around it per event before batching (state JSON out of / into the table twice, the tenant-feed JSON);
-    "agent batch" runs the agent's own batch code (streams/entities.py) over dict-backed tables.
+    "agent batch" runs the agent's own batch code (streams/batch/entities.py) over dict-backed tables.
     Side by side, over the same events, a codec-only baseline decodes every event and encodes the same output
     records.
 (b) One Faust worker (`python -m streams`) end to end against a local Kafka (deploy/local, Kafka only, free
@@ -48,13 +48,15 @@ from deploy.local.services import create_topics, service_env
 from schemas import topics
 from schemas.codec import SingleObjectCodec
 from schemas.normalize import normalize
-from streams import codec as state_codec
-from streams import correlate
-from streams.app import PARTITIONS
-from streams.entities import Entities, Event
-from streams.metrics import ENTITY_CALL
-from streams.rating import RatingPlan, rate_call
-from streams.staging import Staged, dict_writer
+from streams import settings as streams_settings
+from streams.batch import state_codec
+from streams.batch.entities import Entities
+from streams.batch.events import Event
+from streams.batch.staging import Staged, dict_writer
+from streams.domain import correlate
+from streams.domain.billing.metrics import ENTITY_CALL
+from streams.domain.billing.rating import rate_call
+from streams.faustapp.app import PARTITIONS
 
 RESULTS = Path(__file__).resolve().with_name("RESULTS.md")
 SAMPLE = stack.ROOT / "deploy" / "sample" / "webhooks.jsonl"
@@ -107,7 +109,7 @@ class Rate:
 
 def domain_pass(events: list[tuple[str, str, bytes]], agent: bool) -> tuple[Rate, dict[int, Any]]:
     """The correlation path over every event; returns its rate and the records it emitted, by event index."""
-    avro, plan, timeout = SingleObjectCodec(), RatingPlan.from_env(), timedelta(seconds=120)
+    avro, plan, timeout = SingleObjectCodec(), streams_settings.from_env().rating_plan, timedelta(seconds=120)
     out = topics.OUT_CALLS
     states: dict[str, Any] = {}
     emitted: dict[int, Any] = {}
@@ -116,12 +118,12 @@ def domain_pass(events: list[tuple[str, str, bytes]], agent: bool) -> tuple[Rate
         record = avro.decode(topic, value)
         before = states.get(key)
         if agent and before is not None:
-            before = correlate.from_json(before)
+            before = state_codec.loads(before)
         state = correlate.apply(before, record)
         if agent:
-            states[key] = correlate.to_json(state).encode()
+            states[key] = state_codec.encode(state)
         state, call = correlate.emit(state, record["received_at"], timeout)
-        states[key] = correlate.to_json(state).encode() if agent else state
+        states[key] = state_codec.encode(state) if agent else state
         if call is not None:
             rated = rate_call(call, plan)
             avro.encode(out.name, out.schema, rated)
@@ -132,9 +134,9 @@ def domain_pass(events: list[tuple[str, str, bytes]], agent: bool) -> tuple[Rate
 
 
 def batch_pass(events: list[tuple[str, str, bytes]], batch_size: int = 1000) -> Rate:
-    """The `entities` agent's own batch code (streams/entities.py) over dict-backed tables, in batches of the
+    """The `entities` agent's own batch code (streams/batch/entities.py) over dict-backed tables, in batches of the
     worker's default size: fold, one state write per changed key, one record and one tenant-feed item per call."""
-    avro, plan, timeout = SingleObjectCodec(), RatingPlan.from_env(), timedelta(seconds=120)
+    avro, plan, timeout = SingleObjectCodec(), streams_settings.from_env().rating_plan, timedelta(seconds=120)
     stores: dict[str, dict[str, bytes]] = {}
 
     def staged(name: str, **options: Any) -> Staged:

@@ -10,6 +10,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from broker.config import admin_config
+from schemas import topics
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,14 @@ class TopicSpec:
 
 class TopicMismatch(RuntimeError):
     """An existing topic has fewer partitions than the contract says: keys would land on other partitions."""
+
+
+def callpipe_topics(streams_app_id: str | None = None) -> list[TopicSpec]:
+    """Every contract topic (schemas/topics.py), and the streams stage's internal ones for that app id."""
+    specs = [TopicSpec(t.name, t.partitions) for t in topics.ALL_TOPICS]
+    if streams_app_id is not None:
+        specs += [TopicSpec(t.name, t.partitions, dict(t.config)) for t in topics.streams_internal(streams_app_id)]
+    return specs
 
 
 def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], replication: int = 1, timeout: float = 30) -> list[str]:

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import uvicorn
 
-from broker.admin import TopicSpec, ensure_topics
+from broker.admin import callpipe_topics, ensure_topics
 from ingest.app import NO_KIND, create_app
 from ingest.server import server_config
 from ingest.settings import from_env
 from runtime import logs
-from schemas import topics
 
 
 def main() -> None:
     settings = from_env()
     logs.setup(settings.log_level)
-    ensure_topics(settings.kafka_bootstrap, [TopicSpec(t.name, t.partitions) for t in topics.ALL_TOPICS])
+    ensure_topics(settings.kafka_bootstrap, callpipe_topics())
     app = create_app(settings)
     ingest = app.state.ingest
     uvicorn.Server(server_config(app, settings, lambda status: ingest.count(NO_KIND, status))).run()

@@ -1,8 +1,11 @@
-"""Reading settings from environment variables: each service has one settings dataclass built with these."""
+"""Reading settings from environment variables: each service has one settings dataclass built with these, and
+nothing else reads the environment. The settings every service shares are read here, once per service start."""
 
 from __future__ import annotations
 
 import os
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
 
 def text(name: str, default: str) -> str:
@@ -32,3 +35,22 @@ def number(name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise SystemExit(f"error: {name}={raw!r} is not a number") from None
+
+
+def kafka_bootstrap() -> str:
+    """`KAFKA_BOOTSTRAP_SERVERS`: the brokers every service talks to."""
+    return text("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP)
+
+
+def schema_registry_url() -> str | None:
+    """`SCHEMA_REGISTRY_URL`: unset, records are Avro single-object encoded with the bundled schemas."""
+    return optional("SCHEMA_REGISTRY_URL")
+
+
+def log_level() -> str:
+    return text("LOG_LEVEL", "INFO")
+
+
+def inherited(overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment with `overrides`: what a child process is started with."""
+    return {**os.environ, **(overrides or {})}

@@ -6,8 +6,14 @@ the two in sync.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+# Every keyed topic has this many partitions: the input topics must be co-partitioned (same count, same key
+# hash) for the streams agents, and the derived ones follow them. Fixed: changing it moves keys.
+PARTITIONS = 6
+# The streams stage's Faust app id (its consumer group, and the prefix of its internal topics).
+STREAMS_APP_ID = "callpipe-streams"
 
 
 @dataclass(frozen=True)
@@ -20,32 +26,32 @@ class Topic:
     """What the message key is (documentation, rendered into DESIGN.md)."""
 
 
-RAW = Topic("callpipe.raw.v1", "RawWebhook", 6, "normalized key if known, else `tenant/kind`")
-CALL_EVENTS = Topic("callpipe.call-events.v1", "CallLegEvent", 6, "call id")
-CALL_SNAPSHOTS = Topic("callpipe.call-snapshots.v1", "CallSnapshot", 6, "call id")
-SINGLE_LEG_CALLS = Topic("callpipe.single-leg-calls.v1", "SingleLegCallEnd", 6, "call id")
-EXTENSION_EVENTS = Topic("callpipe.extension-events.v1", "ExtensionCallEvent", 6, "call id")
-SMS_STATUS = Topic("callpipe.sms-status.v1", "SmsStatus", 6, "SMS id")
-SMS_REPLIES = Topic("callpipe.sms-replies.v1", "SmsReply", 6, "SMS id")
-CONFERENCE_EVENTS = Topic("callpipe.conference-events.v1", "ConferenceEvent", 6, "conference id")
-VOICEMAILS = Topic("callpipe.voicemails.v1", "Voicemail", 6, "voicemail id")
-BALANCE_ALERTS = Topic("callpipe.balance-alerts.v1", "BalanceAlert", 6, "tenant")
-NUMBER_VALIDATIONS = Topic("callpipe.number-validations.v1", "NumberValidation", 6, "validation id")
+RAW = Topic("callpipe.raw.v1", "RawWebhook", PARTITIONS, "normalized key if known, else `tenant/kind`")
+CALL_EVENTS = Topic("callpipe.call-events.v1", "CallLegEvent", PARTITIONS, "call id")
+CALL_SNAPSHOTS = Topic("callpipe.call-snapshots.v1", "CallSnapshot", PARTITIONS, "call id")
+SINGLE_LEG_CALLS = Topic("callpipe.single-leg-calls.v1", "SingleLegCallEnd", PARTITIONS, "call id")
+EXTENSION_EVENTS = Topic("callpipe.extension-events.v1", "ExtensionCallEvent", PARTITIONS, "call id")
+SMS_STATUS = Topic("callpipe.sms-status.v1", "SmsStatus", PARTITIONS, "SMS id")
+SMS_REPLIES = Topic("callpipe.sms-replies.v1", "SmsReply", PARTITIONS, "SMS id")
+CONFERENCE_EVENTS = Topic("callpipe.conference-events.v1", "ConferenceEvent", PARTITIONS, "conference id")
+VOICEMAILS = Topic("callpipe.voicemails.v1", "Voicemail", PARTITIONS, "voicemail id")
+BALANCE_ALERTS = Topic("callpipe.balance-alerts.v1", "BalanceAlert", PARTITIONS, "tenant")
+NUMBER_VALIDATIONS = Topic("callpipe.number-validations.v1", "NumberValidation", PARTITIONS, "validation id")
 DEADLETTER = Topic("callpipe.deadletter.v1", "DeadLetter", 3, "`tenant/kind`")
 
-OUT_CALLS = Topic("callpipe.out.calls.v1", "Call", 6, "call id")
-OUT_SINGLE_LEG_CALLS = Topic("callpipe.out.single-leg-calls.v1", "SingleLegCall", 6, "call id")
-OUT_SMS = Topic("callpipe.out.sms.v1", "Sms", 6, "SMS id")
+OUT_CALLS = Topic("callpipe.out.calls.v1", "Call", PARTITIONS, "call id")
+OUT_SINGLE_LEG_CALLS = Topic("callpipe.out.single-leg-calls.v1", "SingleLegCall", PARTITIONS, "call id")
+OUT_SMS = Topic("callpipe.out.sms.v1", "Sms", PARTITIONS, "SMS id")
 OUT_CONFERENCE_SESSIONS = Topic(
-    "callpipe.out.conference-sessions.v1", "ConferenceSession", 6, "conference id"
+    "callpipe.out.conference-sessions.v1", "ConferenceSession", PARTITIONS, "conference id"
 )
-OUT_EXTENSION_CALLS = Topic("callpipe.out.extension-calls.v1", "ExtensionCall", 6, "call id")
-OUT_VOICEMAILS = Topic("callpipe.out.voicemails.v1", "VoicemailRecord", 6, "voicemail id")
+OUT_EXTENSION_CALLS = Topic("callpipe.out.extension-calls.v1", "ExtensionCall", PARTITIONS, "call id")
+OUT_VOICEMAILS = Topic("callpipe.out.voicemails.v1", "VoicemailRecord", PARTITIONS, "voicemail id")
 OUT_NUMBER_VALIDATIONS = Topic(
-    "callpipe.out.number-validations.v1", "NumberValidationRecord", 6, "validation id"
+    "callpipe.out.number-validations.v1", "NumberValidationRecord", PARTITIONS, "validation id"
 )
-OUT_BALANCE = Topic("callpipe.out.balance.v1", "BalanceStatus", 6, "tenant")
-OUT_METRICS = Topic("callpipe.out.metrics.v1", "MetricWindow", 6, "metric name and window")
+OUT_BALANCE = Topic("callpipe.out.balance.v1", "BalanceStatus", PARTITIONS, "tenant")
+OUT_METRICS = Topic("callpipe.out.metrics.v1", "MetricWindow", PARTITIONS, "metric name and window")
 
 KIND_TOPICS: dict[str, Topic] = {
     "chamada_evento": CALL_EVENTS,
@@ -83,6 +89,34 @@ OUTPUT_TOPICS: tuple[Topic, ...] = (
 ALL_TOPICS: tuple[Topic, ...] = (RAW, *INPUT_TOPICS, DEADLETTER, *OUTPUT_TOPICS)
 
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL_TOPICS}
+
+
+@dataclass(frozen=True)
+class InternalTopic:
+    """A topic of the streams stage's own (not a contract): created up front like every other topic."""
+
+    name: str
+    partitions: int
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+TICKS = "callpipe-streams-ticks"
+"""The leader's clock, sent to every partition of the entity agent (provisional records for quiet calls)."""
+TENANT_FEED = "callpipe-streams-tenant-feed"
+"""Rated records keyed by tenant, from the entity agent to the tenant agent."""
+STATE_TABLES = ("calls", "open_calls", "conferences", "extensions", "single_leg", "sms", "validations",
+                "voicemails", "metric_entities", "metric_windows", "tenant_balance")
+"""The streams agents' state tables, one compacted changelog topic each (streams/batch checks it holds them)."""
+
+
+def streams_internal(app_id: str = STREAMS_APP_ID) -> tuple[InternalTopic, ...]:
+    compacted = {"cleanup.policy": "compact"}
+    return (
+        InternalTopic(TICKS, PARTITIONS, {"retention.ms": str(3_600_000)}),
+        InternalTopic(TENANT_FEED, PARTITIONS),
+        InternalTopic(f"{app_id}-__assignor-__leader", 1),
+        *(InternalTopic(f"{app_id}-{name}-changelog", PARTITIONS, compacted) for name in STATE_TABLES),
+    )
 
 
 def markdown_table(topics: Iterable[Topic] = ALL_TOPICS) -> str:

@@ -6,7 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime import env
-from sinks.query_server import DEFAULT_PORT
+from schemas import topics
+from sinks.clickhouse import CHDB_SCHEME
+from sinks.query_server import DEFAULT_PORT, HOST
+
+DEFAULT_CLICKHOUSE_URL = f"{CHDB_SCHEME}{Path('.data/clickhouse').resolve()}"
+DEFAULT_QUERY_URL = f"http://{HOST}:{DEFAULT_PORT}"
 
 
 @dataclass(frozen=True)
@@ -26,15 +31,28 @@ class Settings:
 
 def from_env() -> Settings:
     return Settings(
-        kafka_bootstrap=env.text("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-        schema_registry_url=env.optional("SCHEMA_REGISTRY_URL"),
-        clickhouse_url=env.text("CLICKHOUSE_URL", f"chdb://{Path('.data/clickhouse').resolve()}"),
+        kafka_bootstrap=env.kafka_bootstrap(),
+        schema_registry_url=env.schema_registry_url(),
+        clickhouse_url=env.text("CLICKHOUSE_URL", DEFAULT_CLICKHOUSE_URL),
         group_id=env.text("SINK_GROUP_ID", "callpipe-sink"),
         query_port=env.integer("SINK_QUERY_PORT", DEFAULT_PORT),
         max_rows=env.integer("SINK_BATCH_MAX_ROWS", 10_000),
         max_bytes=env.integer("SINK_BATCH_MAX_BYTES", 8 * 1024 * 1024),
         max_age_s=env.number("SINK_BATCH_MAX_AGE_S", 1.0),
         lag_interval_s=env.number("SINK_LAG_INTERVAL_S", 15.0),
-        streams_app_id=env.text("STREAMS_APP_ID", "callpipe-streams"),
-        log_level=env.text("LOG_LEVEL", "INFO"),
+        streams_app_id=env.text("STREAMS_APP_ID", topics.STREAMS_APP_ID),
+        log_level=env.log_level(),
     )
+
+
+@dataclass(frozen=True)
+class QuerySettings:
+    """What `python -m sinks.sql` asks: the running sink's query server, else the data directory itself."""
+
+    query_url: str
+    clickhouse_url: str
+
+
+def query_from_env() -> QuerySettings:
+    return QuerySettings(query_url=env.text("SINK_QUERY_URL", DEFAULT_QUERY_URL),
+                         clickhouse_url=env.text("CLICKHOUSE_URL", DEFAULT_CLICKHOUSE_URL))

@@ -8,17 +8,13 @@ while no other process holds it).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import urllib.error
 import urllib.request
-from pathlib import Path
 
-from sinks.clickhouse import CHDB_SCHEME, connect
-from sinks.query_server import DEFAULT_PORT, FORMATS, HOST, RejectedStatement, run_read_only
-
-DEFAULT_QUERY_URL = f"http://{HOST}:{DEFAULT_PORT}"
-DEFAULT_CLICKHOUSE_URL = f"{CHDB_SCHEME}{Path('.data/clickhouse').resolve()}"
+from sinks.clickhouse import connect
+from sinks.query_server import FORMATS, RejectedStatement, run_read_only
+from sinks.settings import query_from_env
 
 
 class QueryFailed(RuntimeError):
@@ -53,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sinks.sql", description=__doc__)
     parser.add_argument("sql")
     parser.add_argument("--format", default="TSV", choices=sorted(FORMATS))
-    parser.add_argument("--query-url", default=os.environ.get("SINK_QUERY_URL", DEFAULT_QUERY_URL))
-    parser.add_argument("--clickhouse-url", default=os.environ.get("CLICKHOUSE_URL", DEFAULT_CLICKHOUSE_URL))
+    defaults = query_from_env()
+    parser.add_argument("--query-url", default=defaults.query_url)
+    parser.add_argument("--clickhouse-url", default=defaults.clickhouse_url)
     args = parser.parse_args(argv)
     try:
         result = ask_server(args.query_url, args.sql, args.format)

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import faust
 
-from broker.admin import TopicSpec, ensure_topics
+from broker.admin import callpipe_topics, ensure_topics
 from runtime import logs
-from schemas import topics
-from streams.app import create_app, internal_topics
+from streams.faustapp.app import create_app
 from streams.settings import from_env
 
 
 def main() -> None:
     settings = from_env()
     logs.setup(settings.log_level)
-    ensure_topics(settings.kafka_bootstrap, [TopicSpec(t.name, t.partitions) for t in topics.ALL_TOPICS]
-                  + internal_topics(settings.app_id))
+    ensure_topics(settings.kafka_bootstrap, callpipe_topics(settings.app_id))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     faust.Worker(app, loglevel=settings.log_level.lower()).execute_from_commandline()

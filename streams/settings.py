@@ -7,7 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from runtime import env
-from streams.rating import RatingPlan
+from schemas import topics
+from streams.domain.billing.rating import DEFAULT_PLAN, RatingPlan
 
 
 @dataclass(frozen=True)
@@ -24,16 +25,21 @@ class Settings:
     log_level: str
 
 
+def _rating_plan(text: str | None) -> RatingPlan:
+    """`CALLPIPE_RATING_PLAN` as JSON (`RatingPlan.to_mapping` shows the shape); unset: the provider evidence."""
+    return RatingPlan.from_json(text) if text else DEFAULT_PLAN
+
+
 def from_env() -> Settings:
     return Settings(
-        app_id=env.text("STREAMS_APP_ID", "callpipe-streams"),
-        kafka_bootstrap=env.text("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-        schema_registry_url=env.optional("SCHEMA_REGISTRY_URL"),
+        app_id=env.text("STREAMS_APP_ID", topics.STREAMS_APP_ID),
+        kafka_bootstrap=env.kafka_bootstrap(),
+        schema_registry_url=env.schema_registry_url(),
         data_dir=Path(env.text("STREAMS_DATA_DIR", ".data/streams")),
         inactivity_timeout=timedelta(seconds=env.number("STREAMS_INACTIVITY_TIMEOUT_S", 120.0)),
         tick_interval_s=env.number("STREAMS_TICK_INTERVAL_S", 5.0),
         batch_max_events=env.integer("STREAMS_BATCH_MAX_EVENTS", 1000),
         batch_window_s=env.number("STREAMS_BATCH_WINDOW_S", 0.1),
-        rating_plan=RatingPlan.from_env(),
-        log_level=env.text("LOG_LEVEL", "INFO"),
+        rating_plan=_rating_plan(env.optional("CALLPIPE_RATING_PLAN")),
+        log_level=env.log_level(),
     )

@@ -21,9 +21,8 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from broker.admin import TopicSpec, ensure_topics
+from broker.admin import callpipe_topics, ensure_topics
 from deploy.local import stack
-from schemas import topics
 from sinks.clickhouse import connect
 
 CHDB_URL = f"chdb://{Path(tempfile.gettempdir()) / f'callpipe-sink-tests-{os.getpid()}'}"
@@ -71,7 +70,7 @@ def services() -> Iterator[Services]:
 @pytest.fixture(scope="session")
 def kafka(services: Services) -> str:
     """Bootstrap address of a broker on which every callpipe topic exists."""
-    ensure_topics(services.bootstrap, [TopicSpec(t.name, t.partitions) for t in topics.ALL_TOPICS])
+    ensure_topics(services.bootstrap, callpipe_topics())
     return services.bootstrap
 
 

@@ -28,11 +28,12 @@ from sinks.batcher import Batch as SinkBatch
 from sinks.batcher import Entry
 from sinks.tables import DEAD_LETTERS, catalog
 from sinks.writer import Writer
-from streams import codec as state_codec
-from streams.entities import Batch, Entities, Event, Tick
-from streams.rating import DEFAULT_PLAN
-from streams.staging import Staged, dict_writer
-from streams.tenants import Tenants
+from streams.batch import state_codec
+from streams.batch.entities import Entities
+from streams.batch.events import Batch, Event, Tick
+from streams.batch.staging import Staged, dict_writer
+from streams.batch.tenants import Tenants
+from streams.domain.billing.rating import DEFAULT_PLAN
 
 TENANT = "demo"
 START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # 09:00 in São Paulo: the sample's provider hour starts
@@ -46,7 +47,7 @@ TENANT_FEED = "tenant-feed"  # stands for the tenant-feed topic: any name but th
 
 
 class _Pipeline:
-    """The two agents' batch code (streams/entities.py, streams/tenants.py) over dicts, one event per batch."""
+    """The two agents' batch code (streams/batch/entities.py and tenants.py) over dicts, one event per batch."""
 
     def __init__(self) -> None:
         self.codec = SingleObjectCodec()

@@ -7,14 +7,13 @@ the bundled sample through HTTP, prints what landed, then serves until Ctrl-C an
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import NoReturn
 
+from deploy.local import settings as stack_settings
 from deploy.local import stack
 from deploy.local.services import Services, create_topics, service_env
 from sinks.tables import catalog
@@ -41,20 +40,17 @@ def _interrupt(*_: object) -> NoReturn:
 
 
 def main() -> int:
-    data = Path(os.environ.get("CALLPIPE_DATA", stack.ROOT / ".data")).resolve()
+    settings = stack_settings.from_env()
+    data = settings.data
     started = time.monotonic()
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    registry = os.environ.get("SCHEMA_REGISTRY_URL")
+    bootstrap, registry = settings.external_bootstrap, settings.external_registry
     services: Services | None = None
     started_stack = False
     signal.signal(signal.SIGTERM, _interrupt)  # a supervisor's stop is as clean as Ctrl-C
     try:
         if not bootstrap:
             stack.down(data)  # a previous run killed hard may have left its JVMs
-            running = stack.up(data, int(os.environ.get("KAFKA_PORT", "9092")),
-                               int(os.environ.get("KAFKA_CONTROLLER_PORT", "9093")),
-                               None if os.environ.get("CALLPIPE_NO_REGISTRY") else
-                               int(os.environ.get("SCHEMA_REGISTRY_PORT", "8081")))
+            running = stack.up(data, settings.kafka_port, settings.controller_port, settings.registry_port)
             started_stack = True
             bootstrap, registry = running.bootstrap, registry or running.registry_url
         stack.say(f"topics: {len(create_topics(bootstrap))} created")

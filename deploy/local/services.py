@@ -14,18 +14,18 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from broker.admin import TopicSpec, ensure_topics
+from broker.admin import callpipe_topics, ensure_topics
 from deploy.local import stack
+from runtime.env import inherited
 from schemas import topics
 from sinks.sql import ask_server
-from streams.app import internal_topics
 
 MODULES = {"sink": "sinks", "streams": "streams", "ingest": "ingest"}
 
 
 def service_env(data: Path, bootstrap: str, registry: str | None, **overrides: str) -> dict[str, str]:
     """The environment of every service: the caller's, plus where Kafka, the registry and ClickHouse are."""
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PYTHONUNBUFFERED": "1"}
+    env = inherited({"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PYTHONUNBUFFERED": "1"})
     env.setdefault("CLICKHOUSE_URL", f"chdb://{(data / 'clickhouse').resolve()}")
     env.setdefault("STREAMS_DATA_DIR", str((data / "streams").resolve()))
     env.setdefault("INGEST_TENANTS", "demo:demo-secret-change-me")
@@ -35,9 +35,8 @@ def service_env(data: Path, bootstrap: str, registry: str | None, **overrides: s
     return env
 
 
-def create_topics(bootstrap: str, app_id: str = "callpipe-streams") -> list[str]:
-    return ensure_topics(bootstrap, [TopicSpec(t.name, t.partitions) for t in topics.ALL_TOPICS]
-                         + internal_topics(app_id))
+def create_topics(bootstrap: str, app_id: str = topics.STREAMS_APP_ID) -> list[str]:
+    return ensure_topics(bootstrap, callpipe_topics(app_id))
 
 
 @dataclass

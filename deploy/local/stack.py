@@ -28,7 +28,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from deploy.local import settings as stack_settings
+from deploy.local.settings import ROOT as ROOT  # the repository root, for the callers of the stack
+from runtime.env import inherited
+
 HERE = Path(__file__).resolve().parent
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 KAFKA_VERSION = "4.1.1"
@@ -41,7 +44,7 @@ class StackError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("CALLPIPE_CACHE", ROOT / ".cache"))
+    return stack_settings.cache_dir()
 
 
 def say(message: str) -> None:
@@ -188,7 +191,7 @@ def spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None,
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, **(env or {})}, cwd=cwd,
+                                env=inherited(env), cwd=cwd,
                                 preexec_fn=None if outlive_caller else die_with_parent)
 
 
@@ -219,7 +222,7 @@ def start_kafka(data: Path, port: int, controller_port: int,
             log.parent.mkdir(parents=True, exist_ok=True)
             log.write_text(fmt.stdout + fmt.stderr)
             raise StackError(f"Kafka storage format failed: read {log}")
-    heap = os.environ.get("KAFKA_HEAP", "-Xmx768m")
+    heap = stack_settings.kafka_heap()
     proc = spawn([java, heap, f"-Dlog4j2.configurationFile={HERE / 'log4j2.yaml'}",
                    "-cp", classpath, "kafka.Kafka", str(props)], log, outlive_caller=outlive_caller)
     bootstrap = f"127.0.0.1:{port}"
@@ -310,17 +313,16 @@ def down(data: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.local.stack", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["fetch", "up", "down"])
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("CALLPIPE_DATA", ROOT / ".data")))
+    settings = stack_settings.from_env()
+    parser.add_argument("--data", type=Path, default=settings.data)
     parser.add_argument("--no-registry", action="store_true", help="start Kafka only")
     args = parser.parse_args(argv)
     try:
         if args.command == "fetch":
             fetch(with_registry=not args.no_registry)
         elif args.command == "up":
-            running = up(args.data, int(os.environ.get("KAFKA_PORT", "9092")),
-                         int(os.environ.get("KAFKA_CONTROLLER_PORT", "9093")),
-                         None if args.no_registry else int(os.environ.get("SCHEMA_REGISTRY_PORT", "8081")),
-                         outlive_caller=True)
+            running = up(args.data, settings.kafka_port, settings.controller_port,
+                         None if args.no_registry else settings.registry_port, outlive_caller=True)
             print(json.dumps(asdict(running)))
         else:
             down(args.data)

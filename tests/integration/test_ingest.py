@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from broker.admin import TopicSpec, ensure_topics
+from broker.admin import callpipe_topics, ensure_topics
 from broker.producer import AsyncProducer
 from deploy.local import stack
 from ingest.app import create_app
@@ -159,7 +159,7 @@ def test_kafka_stopped_mid_request_gives_503_then_lands_on_retry() -> None:
     data = Path(tempfile.mkdtemp(prefix="callpipe-freeze-"))
     running = stack.up(data, stack.free_port(), stack.free_port(), None)
     try:
-        ensure_topics(running.bootstrap, [TopicSpec(t.name, t.partitions) for t in topics.ALL_TOPICS])
+        ensure_topics(running.bootstrap, callpipe_topics())
         producer = AsyncProducer(running.bootstrap, delivery_timeout_ms=60_000)
         codec: Codec = SingleObjectCodec()
         kind, payload = one_example_per_kind()[0]

@@ -35,11 +35,13 @@ from deploy.local.stack import ROOT, free_port
 from schemas import topics
 from schemas.codec import codec_from_settings
 from schemas.normalize import normalize
-from streams import correlate, single_leg, sms
-from streams.app import PARTITIONS, TENANT_FEED, TICKS
-from streams.metrics import ENTITY_CALL, ENTITY_SINGLE_LEG, ENTITY_SMS, MetricsState
-from streams.rating import RatingPlan, rate_call, rate_single_leg, rate_sms
+from streams import settings as streams_settings
+from streams.domain import correlate, single_leg, sms
+from streams.domain.billing.metrics import ENTITY_CALL, ENTITY_SINGLE_LEG, ENTITY_SMS
+from streams.domain.billing.rating import rate_call, rate_single_leg, rate_sms
+from streams.faustapp.app import PARTITIONS, TENANT_FEED, TICKS
 from tests.integration.helpers import NO_LEADER_YET, eventually, read_topic
+from tests.metrics_oracle import MetricsState
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +55,7 @@ FAUST_ENV = {"BROKER_SESSION_TIMEOUT": "10", "BROKER_HEARTBEAT_INTERVAL": "1", "
 BOOLS = {"true": "1", "false": "0"}
 SMS_KINDS = frozenset({"envio_sms", "resposta_sms"})
 # Copies of the sample replayed (under other tenants) just before the kill. With 10 it failed about one run in
-# five until the seek fix in streams/faust_app.py (docs/DESIGN.md, "Known limits"): run it with 10 after
+# five until the seek fix in streams/faustapp/patches.py (docs/DESIGN.md, "Known limits"): run it with 10 after
 # changing that file or the Faust version.
 LOAD_TENANTS = int(os.environ.get("FAILOVER_LOAD_TENANTS", "3"))
 STREAMS_INPUTS = [t.name for t in topics.INPUT_TOPICS] + [TENANT_FEED]
@@ -84,7 +86,7 @@ def expected_outputs(tenant: str, lines: list[str]) -> Expected:
             legs[record["call_id"]] = single_leg.apply(legs.get(record["call_id"]), record)
         elif record["kind"] in SMS_KINDS:
             messages[record["sms_id"]] = sms.apply(messages.get(record["sms_id"]), record)
-    plan = RatingPlan.from_env()
+    plan = streams_settings.from_env().rating_plan
     later = received + timedelta(days=1)
     call_records = []
     for state in calls.values():

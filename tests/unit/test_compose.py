@@ -18,7 +18,6 @@ from sinks import settings as sink_settings
 from sinks.clickhouse import chdb_path
 from sinks.migrate import MIGRATIONS_DIR
 from sinks.query_server import DEFAULT_PORT as SINK_QUERY_PORT
-from streams import rating
 from streams import settings as streams_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +34,7 @@ SETTINGS: dict[str, Callable[[], Any]] = {
     "streams": streams_settings.from_env,
     "sink": sink_settings.from_env,
 }
-_ENV_READ = re.compile(r"\benv\.(?:text|integer|number|optional)\(\s*\"([A-Z0-9_]+)\"")
+_ENV_READ = re.compile(r"\b(?:env\.)?(?:text|integer|number|optional)\(\s*\"([A-Z0-9_]+)\"")
 _TOPIC_NAME = re.compile(r"\bcallpipe\.[a-z0-9.-]+\.v\d+\b")
 _TABLE_REF = re.compile(r"\b(?:FROM|(?<!ARRAY )JOIN)\s+([A-Za-z_]\w*)", re.IGNORECASE)
 _CREATED = re.compile(r"CREATE\s+(TABLE|VIEW)\s+IF\s+NOT\s+EXISTS\s+`?(\w+)`?", re.IGNORECASE)
@@ -114,8 +113,6 @@ def test_dependencies_wait_for_health_or_completion(compose: dict[str, Any]) -> 
 @pytest.mark.parametrize("name", sorted(SERVICES))
 def test_every_variable_a_service_reads_is_set(compose: dict[str, Any], name: str) -> None:
     reads = env_reads(SERVICES[name] + SHARED)
-    if name == "streams":
-        reads.add(rating.ENV_VAR)  # read through RatingPlan.from_env, not runtime.env
     assert reads, "the scan found no settings: did runtime/env.py change?"
     assert sorted(reads - environment(compose, name).keys()) == []
 
@@ -124,7 +121,7 @@ def test_every_variable_a_service_reads_is_set(compose: dict[str, Any], name: st
 def test_the_settings_code_accepts_the_compose_environment(
     compose: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for variable in env_reads(SERVICES[name] + SHARED) | {rating.ENV_VAR}:
+    for variable in env_reads(SERVICES[name] + SHARED):
         monkeypatch.delenv(variable, raising=False)
     for key, value in environment(compose, name).items():
         monkeypatch.setenv(key, value)

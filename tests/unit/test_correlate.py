@@ -12,9 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams import balance, conference, correlate, extension, single_leg, sms, validation, voicemail
-from streams.correlate import CallState, apply, build_record, emit
-from streams.rating import DEFAULT_PLAN, rate_call, rate_single_leg, rate_sms
+from streams.batch import state_codec
+from streams.domain import conference, correlate, extension, single_leg, sms, validation, voicemail
+from streams.domain.billing import balance
+from streams.domain.billing.rating import DEFAULT_PLAN, rate_call, rate_single_leg, rate_sms
+from streams.domain.correlate import CallState, apply, build_record, emit
 from tests.unit.streams_strategies import (
     TENANT,
     CallFlow,
@@ -47,7 +49,7 @@ def run_agent(events: list[dict[str, Any]], *, checkpoint: bool = False) -> list
     for event in events:
         state = apply(state, event)
         if checkpoint:
-            state = correlate.from_json(correlate.to_json(state))
+            state = state_codec.loads(state_codec.dumps(state))
         state, record = emit(state, event["received_at"], TIMEOUT)
         if record is not None:
             emitted.append(record)
@@ -79,7 +81,7 @@ def test_state_itself_is_order_independent(data: st.DataObject, flow: CallFlow) 
     keep = ("event_ids", "end_seen", "fields", "legs")
     a, b = fold(flow.events), fold(shuffled)
     assert {k: a[k] for k in keep} == {k: b[k] for k in keep}
-    assert correlate.from_json(correlate.to_json(b)) == b
+    assert state_codec.loads(state_codec.dumps(b)) == b
 
 
 @settings(max_examples=60, deadline=None)
@@ -247,9 +249,9 @@ def test_rejects_foreign_events() -> None:
 def test_apply_does_not_mutate_its_input() -> None:
     events = _example_events()
     state = fold(events[:1])
-    before = correlate.to_json(state)
+    before = state_codec.dumps(state)
     apply(state, events[1])
-    assert correlate.to_json(state) == before
+    assert state_codec.dumps(state) == before
 
 
 # --- Avro output contract
@@ -302,7 +304,7 @@ def fold_with_conference(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for event in events:
         state, _ = conference.apply(state, event)
     assert state is not None
-    return conference.to_records(state)
+    return [conference.to_record(state, who) for who in sorted(state["participants"])]
 
 
 @settings(max_examples=50, deadline=None)

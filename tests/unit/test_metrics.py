@@ -9,18 +9,18 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.causes import is_network_failure
-from streams.correlate import apply, build_record
-from streams.metrics import (
+from streams.domain.billing.causes import is_network_failure
+from streams.domain.billing.metrics import (
     ENTITY_CALL,
     ENTITY_SINGLE_LEG,
     ENTITY_SMS,
-    MetricsState,
     is_empty,
     peak_concurrency,
     window_start_ms,
 )
-from streams.rating import DEFAULT_PLAN, rate_call
+from streams.domain.billing.rating import DEFAULT_PLAN, rate_call
+from streams.domain.correlate import apply, build_record
+from tests.metrics_oracle import MetricsState
 from tests.unit.streams_strategies import TENANT, CallFlow, assert_valid_out, call_flows
 
 NOW = datetime(2024, 3, 2, tzinfo=UTC)

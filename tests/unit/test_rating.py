@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.correlate import apply, build_record
-from streams.rating import DEFAULT_PLAN, ENV_VAR, RatingPlan, Tariff, rate_call, rate_leg, rate_sms
+from streams import settings as streams_settings
+from streams.domain.billing.rating import DEFAULT_PLAN, RatingPlan, Tariff, rate_call, rate_leg, rate_sms
+from streams.domain.correlate import apply, build_record
 from tests.unit.streams_strategies import CallFlow, call_flows
 
 
@@ -83,7 +84,7 @@ def test_rounding_half_up_and_places() -> None:
     assert rate_leg(leg("movel", "atendida", 3), plan4)["rated_cost"] == Decimal("0.0175")
 
 
-def test_plan_loads_from_json_and_env() -> None:
+def test_plan_loads_from_json_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
     text = json.dumps(DEFAULT_PLAN.to_mapping())
     assert RatingPlan.from_json(text) == DEFAULT_PLAN
     custom = {
@@ -92,9 +93,11 @@ def test_plan_loads_from_json_and_env() -> None:
         "places": 3,
         "tariffs": {"movel": {"price_per_minute": "0.35", "minimum_seconds": 30, "increment_seconds": 6}},
     }
-    plan = RatingPlan.from_env({ENV_VAR: json.dumps(custom)})
+    monkeypatch.setenv("CALLPIPE_RATING_PLAN", json.dumps(custom))
+    plan = streams_settings.from_env().rating_plan
     assert plan.sms_price == Decimal("0.045") and plan.tariffs["movel"].increment_seconds == 6
-    assert RatingPlan.from_env({}) == DEFAULT_PLAN
+    monkeypatch.delenv("CALLPIPE_RATING_PLAN")
+    assert streams_settings.from_env().rating_plan == DEFAULT_PLAN
     with pytest.raises(ValueError):
         Tariff(Decimal("0.1"), 60, 0)
 

@@ -1,4 +1,4 @@
-"""The agents' batch code (streams/entities.py, streams/tenants.py) over dict-backed tables, with the sample.
+"""The agents' batch code (streams/batch/entities.py and tenants.py) over dict-backed tables, with the sample.
 
 Batching must be invisible downstream: however the events are cut into batches, the final states and the last
 record published per key are those of one event at a time; each state changed by a batch is written once.
@@ -18,13 +18,14 @@ from ingest.replay import SAMPLE, read_captured
 from schemas import topics
 from schemas.codec import SingleObjectCodec
 from schemas.normalize import normalize
-from streams import codec as state_codec
-from streams import metrics
-from streams.entities import Entities, Event, Tick
-from streams.rating import DEFAULT_PLAN
-from streams.records import Output
-from streams.staging import Staged
-from streams.tenants import Tenants
+from streams.batch import metric_state, state_codec
+from streams.batch.entities import Entities
+from streams.batch.events import Event, Output, Tick
+from streams.batch.staging import Staged
+from streams.batch.tenants import Tenants
+from streams.domain.billing import metrics
+from streams.domain.billing.rating import DEFAULT_PLAN
+from tests.metrics_oracle import MetricsState
 
 AVRO = SingleObjectCodec()
 PARTITIONS = 3
@@ -185,11 +186,11 @@ def test_tenant_batches_of_any_size_give_the_same_windows_and_balance(sizes: lis
 
 
 def test_windows_count_each_final_record_once() -> None:
-    """The window state equals the in-memory MetricsState (streams/metrics.py) fed the same records."""
-    direct = metrics.MetricsState()
+    """The window state equals the in-memory MetricsState (streams/domain/billing/metrics.py) fed the same records."""
+    direct = MetricsState()
     for entity, record in ONE_BY_ONE_FEED:
         direct.upsert(record, entity, RECEIVED)
-    stored = {metrics.load_key(k): state_codec.loads(v)
+    stored = {metric_state.load_key(k): state_codec.loads(v)
               for k, v in TENANTS_ONE_BY_ONE.stores["metric_windows"].items()}
     counted = (*metrics.COUNTERS, *metrics.MONEY, "causes", "intervals", "version")
     assert {k: tuple(w[f] for f in counted) for k, w in stored.items()} == \

@@ -1,4 +1,4 @@
-"""streams/faust_app.py: offsets acked twice (a gap Faust filled, then the same records acked for real) do not
+"""streams/faustapp/patches.py: offsets acked twice (a gap Faust filled, then the same records acked for real) do not
 slow the commit down to one offset at a time."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from streams.faust_app import SeekingConsumer
+from streams.faustapp.patches import SeekingConsumer
 
 PARTITION = TP("callpipe-streams-ticks", 0)
 

@@ -1,4 +1,4 @@
-"""streams/delivery.py: a commit's producer flush waits for every write, and refuses when one failed.
+"""streams/faustapp/patches.py: a commit's producer flush waits for every write, and refuses when one failed.
 
 Faust's real ProducerBuffer runs here; only the channel a buffered message is published to is replaced by one
 that takes `delay` seconds to hand the message over and then reports its delivery (no Kafka in a unit test).
@@ -15,7 +15,7 @@ import pytest
 from faust.transport.producer import ProducerBuffer
 from faust.types.tuples import FutureMessage
 
-from streams.delivery import DeliveryBuffer, DeliveryFailed
+from streams.faustapp.patches import DeliveryBuffer, DeliveryFailed
 
 APP = faust.App("delivery-test", broker="kafka://127.0.0.1:1")  # never connects: only its settings are read
 

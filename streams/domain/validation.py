@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.merge import event_key, keep_latest
-from streams.records import KIND_VALIDATION, Record
+from streams.domain.merge import event_key, keep_latest
+from streams.domain.records import KIND_VALIDATION, Record
 
 ValidationState = dict[str, Any]
 

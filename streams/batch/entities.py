@@ -3,7 +3,7 @@ records to publish (the last version of each entity the batch changed) and which
 
 Input: normalized events of every entity topic (call, SMS, conference, voicemail, validation…) and ticks. A
 tick carries the leader's clock to one partition and settles that partition's calls with events not yet
-published (provisional records for calls gone quiet). No Faust or Kafka import: the agent (streams/app.py)
+published (provisional records for calls gone quiet). No Faust or Kafka import: the agent (streams/faustapp/app.py)
 decodes nothing itself, writes the staged tables and sends what `Batch` lists.
 """
 
@@ -11,17 +11,18 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from schemas import topics
-from streams import codec, correlate
-from streams.folds import FEEDS, Fold, folds, state_of
-from streams.metrics import ENTITY_CALL
-from streams.rating import DEFAULT_PLAN, RatingPlan, rate_call
-from streams.records import Output, Record
-from streams.staging import Staged
+from streams.batch import state_codec as codec
+from streams.batch.events import Batch, Event, Output, Tick
+from streams.batch.folds import FEEDS, Fold, folds, state_of
+from streams.batch.staging import Staged
+from streams.domain import billing, correlate
+from streams.domain.billing.metrics import ENTITY_CALL
+from streams.domain.billing.rating import DEFAULT_PLAN, RatingPlan
+from streams.domain.records import Record
 
 # Decoded call states kept beside the `calls` table: the calls in progress, whose next events come soon.
 CALL_CACHE_SIZE = 2048
@@ -35,37 +36,6 @@ def family_tables(family_folds: dict[str, Fold]) -> list[str]:
 def table_names() -> list[str]:
     """The agent's state tables (each has a changelog topic)."""
     return ["calls", "open_calls", *family_tables(folds(DEFAULT_PLAN))]
-
-
-@dataclass(frozen=True)
-class Event:
-    topic: str
-    partition: int
-    offset: int
-    value: bytes
-
-
-@dataclass(frozen=True)
-class Tick:
-    partition: int
-    now: datetime
-
-
-@dataclass
-class Batch:
-    """What a batch produced. Records are kept per (topic, key, part), so that only the last version is sent."""
-
-    outputs: dict[tuple[str, str, str], Output] = field(default_factory=dict)
-    feed: dict[tuple[str, str], tuple[str, Record]] = field(default_factory=dict)
-    """(entity, id) -> (entity, rated record), for the per-tenant metrics and balance."""
-    failures: list[tuple[Event, Exception]] = field(default_factory=list)
-
-    def publish(self, output: Output, part: str = "") -> None:
-        """`part` tells apart records of one key that are not versions of each other (conference sessions)."""
-        self.outputs[(output.topic.name, output.key, part)] = output
-
-    def feed_tenant(self, entity: str, key: str, record: Record) -> None:
-        self.feed[(entity, key)] = (entity, record)
 
 
 def state_key(record: Record, entity_id: Any) -> str:
@@ -89,7 +59,7 @@ def with_membership(members: list[str], key: str, present: bool) -> list[str] | 
 
 class Entities:
     """`calls`: call states by tenant/call id; `open_calls`: per partition ("p<n>"), the sorted keys of the calls
-    with events not yet published (what ticks look at); `tables`: the other families' states (streams/folds.py)."""
+    with events not yet published (what ticks look at); `tables`: the other families' states (batch/folds.py)."""
 
     def __init__(self, calls: Staged, open_calls: Staged, tables: dict[str, Staged], folds: dict[str, Fold],
                  decode: Callable[[str, bytes], Record], plan: RatingPlan, inactivity_timeout: timedelta) -> None:
@@ -126,7 +96,7 @@ class Entities:
         return batch
 
     def _publish_call(self, batch: Batch, record: Record) -> None:
-        rated = rate_call(record, self.plan)
+        rated = billing.price(ENTITY_CALL, record, self.plan)
         call_id = str(rated["call_id"])
         batch.publish(Output(topics.OUT_CALLS, call_id, rated))
         batch.feed_tenant(ENTITY_CALL, f"{rated['tenant']}/{call_id}", rated)

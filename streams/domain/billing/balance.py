@@ -15,8 +15,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from streams.merge import add_id
-from streams.records import KIND_BALANCE, Record
+from streams.domain.merge import add_id
+from streams.domain.records import KIND_BALANCE, Record
 
 BalanceState = dict[str, Any]
 

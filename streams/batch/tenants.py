@@ -3,7 +3,7 @@ per-tenant metric windows and the spend since the last balance alert.
 
 Metric state is kept per entity (its last contribution, so that a newer version retracts it) and per window,
 so a record touches only the windows it changes. Each window and balance the batch changed is published once,
-at its value after the whole batch. No Faust or Kafka import (see streams/entities.py).
+at its value after the whole batch. No Faust or Kafka import (see streams/batch/entities.py).
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 from schemas import topics
-from streams import balance, codec, metrics
-from streams.entities import Batch, Event
-from streams.folds import SPEND
-from streams.records import Output, Record
-from streams.staging import Staged
+from streams.batch import metric_state
+from streams.batch import state_codec as codec
+from streams.batch.events import Batch, Event, Output
+from streams.batch.staging import Staged
+from streams.domain import billing
+from streams.domain.billing import balance, metrics
+from streams.domain.records import Record
 
 TABLES = ("metric_entities", "metric_windows", "tenant_balance")
 
@@ -32,7 +34,7 @@ class Tenants:
     @classmethod
     def over(cls, staged: Callable[..., Staged], decode: Callable[[str, bytes], Record]) -> Tenants:
         """The agent over the tables `staged(name, **options)` makes (Faust tables, or dicts in tests)."""
-        return cls(staged("metric_entities", encode=metrics.dump_entity, decode=metrics.load_entity),
+        return cls(staged("metric_entities", encode=metric_state.dump_entity, decode=metric_state.load_entity),
                    staged("metric_windows"), staged("tenant_balance"), decode)
 
     def staged(self) -> Iterable[Staged]:
@@ -53,13 +55,13 @@ class Tenants:
                     record, entity = item["record"], item["entity"]
                     tenant = record["tenant"]
                     changed_windows |= self._update_metrics(event.partition, record, entity, now)
-                    state = SPEND[entity](self.balances.get(tenant), record)
+                    state = billing.spend(entity, self.balances.get(tenant), record)
                 self.balances.put(event.partition, tenant, state)
                 changed_tenants.add(tenant)
             except (ValueError, KeyError, TypeError) as exc:
                 batch.failures.append((event, exc))
         for window_key in sorted(changed_windows):
-            record = metrics.window_record(metrics.load_key(window_key), self.windows.get(window_key))
+            record = metrics.window_record(metric_state.load_key(window_key), self.windows.get(window_key))
             batch.publish(Output(topics.OUT_METRICS, window_key, record))
         for tenant in sorted(changed_tenants):
             batch.publish(Output(topics.OUT_BALANCE, tenant, balance.to_record(self.balances.get(tenant), now)))
@@ -73,12 +75,12 @@ class Tenants:
         if replaced is None:
             # A version already counted, e.g. fed again after a crash that may have come between the window's
             # changelog write and its record: publish the windows it counts in again (the sink keeps one).
-            return {metrics.dump_key(window) for window in previous["contributions"]} if previous else set()
+            return {metric_state.dump_key(window) for window in previous["contributions"]} if previous else set()
         entity_state, changes = replaced
         self.entities.put(partition, key, entity_state)
         changed = set()
         for window, (old, new) in changes.items():
-            window_key = metrics.dump_key(window)
+            window_key = metric_state.dump_key(window)
             self.windows.put(partition, window_key,
                              metrics.update_window(self.windows.get(window_key), old, new, now))
             changed.add(window_key)

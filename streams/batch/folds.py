@@ -1,7 +1,7 @@
 """The entity families the `entities` agent folds besides two-leg calls: which state table, which id, which
 domain module and which output record, per webhook kind. Also how rated records feed the per-tenant agent.
 
-Plain data over the domain modules (no Faust), shared by streams/app.py and the tests that run the same folds
+Plain data over the domain modules (no Faust), shared by streams/faustapp/app.py and the tests that run the same folds
 without Kafka.
 """
 
@@ -13,10 +13,10 @@ from typing import Any
 
 from schemas import topics
 from schemas.topics import Topic
-from streams import balance, conference, extension, single_leg, sms, validation, voicemail
-from streams.metrics import ENTITY_CALL, ENTITY_SINGLE_LEG, ENTITY_SMS
-from streams.rating import RatingPlan, rate_single_leg, rate_sms
-from streams.records import Record
+from streams.domain import billing, conference, extension, single_leg, sms, validation, voicemail
+from streams.domain.billing.metrics import ENTITY_SINGLE_LEG, ENTITY_SMS
+from streams.domain.billing.rating import RatingPlan
+from streams.domain.records import Record
 
 
 @dataclass(frozen=True)
@@ -40,9 +40,9 @@ def state_of(result: Any) -> Any:
 def folds(plan: RatingPlan) -> dict[str, Fold]:
     """Per webhook kind, its fold."""
     single = Fold("single_leg", "call_id", single_leg.apply, topics.OUT_SINGLE_LEG_CALLS,
-                  lambda s: rate_single_leg(single_leg.to_record(s), plan))
+                  lambda s: billing.price(ENTITY_SINGLE_LEG, single_leg.to_record(s), plan))
     ext = Fold("extensions", "call_id", extension.apply, topics.OUT_EXTENSION_CALLS, extension.to_record)
-    text = Fold("sms", "sms_id", sms.apply, topics.OUT_SMS, lambda s: rate_sms(sms.to_record(s), plan))
+    text = Fold("sms", "sms_id", sms.apply, topics.OUT_SMS, lambda s: billing.price(ENTITY_SMS, sms.to_record(s), plan))
     return {
         **dict.fromkeys(("chamada_did_fim", "tts_fim", "audio_fim", "composto_fim"), single),
         **dict.fromkeys(("ramal_evento", "did_evento"), ext),
@@ -56,12 +56,5 @@ def folds(plan: RatingPlan) -> dict[str, Fold]:
     }
 
 
-# Which derived records feed the per-tenant agent, and how each adds to the spend since the last balance alert.
+# Which derived records feed the per-tenant agent (for its metrics and the spend: streams/domain/billing).
 FEEDS = {topics.OUT_SMS.name: ENTITY_SMS, topics.OUT_SINGLE_LEG_CALLS.name: ENTITY_SINGLE_LEG}
-SPEND: dict[str, Callable[[Any, Record], Any]] = {
-    ENTITY_CALL: balance.apply_call,
-    ENTITY_SMS: balance.apply_sms,
-    ENTITY_SINGLE_LEG: lambda state, record: balance.apply_spend(
-        state, record["tenant"], f"single_leg:{record['call_id']}", record["version"], record["end_at"],
-        record["rated_cost"]),
-}

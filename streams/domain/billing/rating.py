@@ -20,15 +20,12 @@ Money is ``Decimal`` throughout.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from streams.records import SMS_FAILED, SMS_SENT, STATUS_ANSWERED, Record
-
-ENV_VAR = "CALLPIPE_RATING_PLAN"
+from streams.domain.records import SMS_FAILED, SMS_SENT, STATUS_ANSWERED, Record
 
 
 @dataclass(frozen=True)
@@ -90,11 +87,6 @@ class RatingPlan:
     @classmethod
     def from_json(cls, text: str) -> RatingPlan:
         return cls.from_mapping(json.loads(text))
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> RatingPlan:
-        text = environ.get(ENV_VAR)
-        return cls.from_json(text) if text else DEFAULT_PLAN
 
     def to_mapping(self) -> dict[str, Any]:
         return {

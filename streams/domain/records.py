@@ -6,11 +6,8 @@ Input records are the dicts decoded from the normalized Avro topics; timestamps 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-
-from schemas.topics import Topic
 
 Record = dict[str, Any]
 
@@ -47,12 +44,3 @@ def millis_between(start: datetime | None, end: datetime | None) -> int | None:
     if start is None or end is None:
         return None
     return int((end - start) / timedelta(milliseconds=1))
-
-
-@dataclass(frozen=True)
-class Output:
-    """A derived record and the topic and key it is published with."""
-
-    topic: Topic
-    key: str
-    record: Record

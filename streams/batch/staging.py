@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from streams import codec
+from streams.batch import state_codec as codec
 
 Writer = Callable[[int, str, bytes], None]
 """(partition, key, encoded value) -> None: stores the value and queues its changelog record."""

@@ -137,15 +137,3 @@ def loads(text: str | bytes) -> Any:
 def key_text(value: Any) -> str:
     """The stdlib encoding, byte for byte as it always was: for values used as table keys."""
     return json.dumps(_encode(value), sort_keys=True, separators=(",", ":"))
-
-
-def clone(value: Any) -> Any:
-    """What ``loads(dumps(value))`` gives, without the text: new dicts (str keys) and lists all the way down.
-
-    Datetimes and Decimals are immutable and shared. For a fold that must not modify its input state.
-    """
-    if isinstance(value, dict):
-        return {str(k): clone(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [clone(v) for v in value]
-    return value

@@ -69,3 +69,15 @@ def keep_latest(state: dict[str, Any] | None, event: dict[str, Any], key: EventK
     if state["key"] is None or key > state["key"]:
         state["key"], state["event"] = key, event
     return state
+
+
+def clone(value: Any) -> Any:
+    """What a JSON round trip of the state gives, without the text: new dicts (str keys) and lists all the way down.
+
+    Datetimes and Decimals are immutable and shared. For a fold that must not modify its input state.
+    """
+    if isinstance(value, dict):
+        return {str(k): clone(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clone(v) for v in value]
+    return value

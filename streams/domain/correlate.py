@@ -1,8 +1,8 @@
 """Correlation of the webhooks of one two-leg API call into a versioned ``Call`` record.
 
 Inputs (keyed by call id): ``chamada_evento`` (CallLegEvent), ``status_tempo_real`` and ``chamada_fim``
-(CallSnapshot). The state is a dict of primitives, datetimes and Decimals (:func:`to_json`/:func:`from_json`
-for a Faust table changelog) and every merge is a semilattice join, so :func:`apply` gives the same state for
+(CallSnapshot). The state is a dict of primitives, datetimes and Decimals (the batch layer's state codec
+writes it to a Faust table changelog) and every merge is a semilattice join, so :func:`apply` gives the same state for
 any order and any duplication of the same set of events:
 
 * the set of applied event ids (sorted list) — duplicates are ignored, ``event_count`` is its size;
@@ -29,9 +29,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from streams import codec
-from streams.merge import EventKey, add_id, earliest, event_key, get, latest, put
-from streams.records import (
+from streams.domain.merge import EventKey, add_id, earliest, event_key, get, latest, put
+from streams.domain.records import (
     KIND_CALL_END,
     KIND_CALL_EVENT,
     KIND_CALL_STATUS,
@@ -74,7 +73,7 @@ _LEG_FIELDS_SNAPSHOT = (
     "substatus",
 )
 _LEG_FIELDS_BILLING = ("billed_seconds", "price")
-# Filled by streams.rating; null until then so that the Avro shape never depends on whether it ran.
+# Filled by streams.domain.billing.rating; null until then so that the Avro shape never depends on whether it ran.
 RATED_LEG_FIELDS = ("rated_billed_seconds", "rated_cost", "billed_seconds_mismatch", "price_mismatch")
 
 
@@ -103,15 +102,6 @@ def _new_leg() -> dict[str, Any]:
         "answer_at": None,
         "end_at": None,
     }
-
-
-def to_json(state: CallState) -> str:
-    return codec.dumps(state)
-
-
-def from_json(text: str | bytes) -> CallState:
-    state: CallState = codec.loads(text)
-    return state
 
 
 def apply(state: CallState | None, event: Record) -> CallState:
@@ -264,7 +254,7 @@ def emit(state: CallState, now: datetime, inactivity_timeout: timedelta) -> tupl
 
 
 def build_record(state: CallState) -> Record:
-    """The Call record for the current state (pure; unrated — see streams.rating.rate_call)."""
+    """The Call record for the current state (pure; unrated: streams.domain.billing.price rates it)."""
     fields = state["fields"]
     origin = _leg_record(state["legs"]["origin"])
     destination = _leg_record(state["legs"]["destination"])

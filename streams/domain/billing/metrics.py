@@ -13,14 +13,12 @@ the window (a call contributes to every window it overlaps) and sweeps it on out
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from streams import codec
-from streams.causes import is_network_failure
-from streams.records import SMS_DELIVERED, SMS_FAILED, Record
+from streams.domain.billing.causes import is_network_failure
+from streams.domain.records import SMS_DELIVERED, SMS_FAILED, Record
 
 WINDOW_SIZES: dict[str, timedelta] = {"1m": timedelta(minutes=1), "1h": timedelta(hours=1)}
 # (tenant, window_size, window_start epoch ms, dimension, dimension_value)
@@ -268,89 +266,8 @@ def update_window(
     return aggregate
 
 
-def dump_key(key: WindowKey) -> str:
-    return codec.key_text(list(key))
-
-
-def load_key(text: str | bytes) -> WindowKey:
-    return _key(codec.loads(text))
-
-
-def _entity_json(state: EntityState) -> dict[str, Any]:
-    return {"version": state["version"], "contributions": [[list(w), c] for w, c in state["contributions"].items()]}
-
-
-def _entity_value(data: dict[str, Any]) -> EntityState:
-    return {"version": data["version"], "contributions": {_key(w): c for w, c in data["contributions"]}}
-
-
-def dump_entity(state: EntityState) -> bytes:
-    return codec.encode(_entity_json(state))
-
-
-def load_entity(text: str | bytes) -> EntityState:
-    return _entity_value(codec.loads(text))
-
-
-class MetricsState:
-    """Windows plus the last contribution of each entity (for retraction). Both maps are JSON-serializable.
-
-    Window ``version`` is a per-window change counter (kept in the window's state), so the sink keeps the
-    newest value; a window emptied by retractions is kept (and emitted with zeros) so that its version never
-    restarts.
-    """
-
-    def __init__(self) -> None:
-        self.windows: dict[WindowKey, Aggregate] = {}
-        self.entities: dict[str, EntityState] = {}
-        # Windows before this were dropped: late records must not resurrect them with partial sums.
-        self.expired_before_ms = 0
-
-    def upsert(self, record: Record, entity: str, now: datetime) -> set[WindowKey]:
-        """Apply a record version; returns the windows whose value changed (to be emitted)."""
-        key = entity_key(record, entity)
-        replaced = replace(self.entities.get(key), record, entity)
-        if replaced is None:
-            return set()
-        self.entities[key], changes = replaced
-        live = {window: change for window, change in changes.items() if window[2] >= self.expired_before_ms}
-        for window, (old, new) in live.items():
-            self.windows[window] = update_window(self.windows.get(window), old, new, now)
-        return set(live)
-
-    def records(self, keys: Iterable[WindowKey] | None = None) -> list[Record]:
-        chosen = sorted(self.windows if keys is None else keys)
-        return [window_record(key, self.windows[key]) for key in chosen]
-
-    def expire(self, before: datetime) -> None:
-        """Forget windows that start before ``before`` and entities that only touched such windows."""
-        limit = max(self.expired_before_ms, _ms(before))
-        self.expired_before_ms = limit
-        self.windows = {k: v for k, v in self.windows.items() if k[2] >= limit}
-        self.entities = {
-            k: v for k, v in self.entities.items() if any(key[2] >= limit for key in v["contributions"])
-        }
-
-    def to_json(self) -> str:
-        return codec.dumps(
-            {
-                "expired_before_ms": self.expired_before_ms,
-                "windows": [[list(k), v] for k, v in self.windows.items()],
-                "entities": {k: _entity_json(v) for k, v in self.entities.items()},
-            }
-        )
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> MetricsState:
-        data = codec.loads(text)
-        state = cls()
-        state.expired_before_ms = data.get("expired_before_ms", 0)
-        state.windows = {_key(k): v for k, v in data["windows"]}
-        state.entities = {k: _entity_value(v) for k, v in data["entities"].items()}
-        return state
-
-
-def _key(items: list[Any]) -> WindowKey:
+def window_key(items: list[Any]) -> WindowKey:
+    """A window key from its JSON form (a list)."""
     tenant, size, start, dimension, value = items
     return (str(tenant), str(size), int(start), str(dimension), str(value))
 

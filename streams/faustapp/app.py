@@ -1,5 +1,5 @@
-"""The Faust app: thin agents around the domain modules (streams/entities.py and streams/tenants.py hold what
-each agent does with a batch; streams/correlate.py and friends the logic).
+"""The Faust app: thin agents around the batch layer (streams/batch/entities.py and streams/batch/tenants.py hold
+what each agent does with a batch; streams/domain/ the logic).
 
 Two agents, each consuming one group of co-partitioned topics (same partition count, same murmur2 keys), in
 batches (`STREAMS_BATCH_MAX_EVENTS` events or `STREAMS_BATCH_WINDOW_S`, whichever comes first):
@@ -13,7 +13,7 @@ batches (`STREAMS_BATCH_MAX_EVENTS` events or `STREAMS_BATCH_WINDOW_S`, whicheve
 
 Per batch: the states it changed are written once each (table and changelog, to the partition of the events
 that changed them), then its records are sent; Faust acks the batch's events after that, and commits their
-offsets only once every write was delivered (streams/delivery.py). Commit order and crash behaviour:
+offsets only once every write was delivered (streams/faustapp/patches.py). Commit order and crash behaviour:
 docs/DESIGN.md, "Streams".
 """
 
@@ -27,36 +27,22 @@ from typing import Any
 import faust
 from faust.types import EventT, TopicT
 
-from broker.admin import TopicSpec
 from schemas import topics
 from schemas.codec import codec_from_settings
-from streams import codec as state_codec
-from streams.entities import Batch, Entities, Event, Tick, table_names
-from streams.faust_app import App
-from streams.records import Output
+from streams.batch import state_codec
+from streams.batch.entities import Entities, table_names
+from streams.batch.events import Batch, Event, Output, Tick
+from streams.batch.staging import Staged
+from streams.batch.tenants import TABLES as TENANT_TABLES
+from streams.batch.tenants import Tenants
+from streams.faustapp.patches import App, write_to_table
 from streams.settings import Settings
-from streams.staging import Staged
-from streams.tenants import TABLES as TENANT_TABLES
-from streams.tenants import Tenants
 
 log = logging.getLogger("callpipe.streams")
 
-PARTITIONS = 6
-TICKS = "callpipe-streams-ticks"
-TENANT_FEED = "callpipe-streams-tenant-feed"
+PARTITIONS, TICKS, TENANT_FEED = topics.PARTITIONS, topics.TICKS, topics.TENANT_FEED
 TABLES = (*table_names(), *TENANT_TABLES)
 ENTITY_TOPICS = tuple(t for t in topics.INPUT_TOPICS if t is not topics.BALANCE_ALERTS)
-
-
-def internal_topics(app_id: str = "callpipe-streams") -> list[TopicSpec]:
-    """Faust's own topics, created up front like every other topic (see broker/admin.py for why)."""
-    compacted = {"cleanup.policy": "compact"}
-    return [
-        TopicSpec(TICKS, PARTITIONS, {"retention.ms": str(3_600_000)}),
-        TopicSpec(TENANT_FEED, PARTITIONS),
-        TopicSpec(f"{app_id}-__assignor-__leader", 1),
-        *(TopicSpec(f"{app_id}-{name}-changelog", PARTITIONS, compacted) for name in TABLES),
-    ]
 
 
 def faust_app(settings: Settings) -> App:
@@ -92,14 +78,11 @@ def create_app(settings: Settings) -> faust.App:
     plan = settings.rating_plan
 
     def staged(name: str, **options: Any) -> Staged:
-        # str keys (JSON on the changelog), raw bytes values: the domain modules' own JSON (streams/codec.py).
+        # str keys (JSON on the changelog), raw bytes values: the batch layer's state JSON (batch/state_codec.py).
         table = app.Table(name, default=None, partitions=PARTITIONS, key_type=str, value_type=bytes)
 
         def write(partition: int, key: str, value: bytes) -> None:
-            # What `table[key] = value` does, with the partition given instead of taken from Faust's current
-            # event (a batch holds events of several partitions).
-            table.send_changelog(partition, key, value)
-            table.data[key] = value
+            write_to_table(table, partition, key, value)
 
         return Staged(table, write, **options)
 

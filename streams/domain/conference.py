@@ -11,9 +11,8 @@ from __future__ import annotations
 from bisect import insort
 from typing import Any
 
-from streams import codec
-from streams.merge import add_id, event_key, get, put
-from streams.records import KIND_CONFERENCE, Record
+from streams.domain.merge import add_id, clone, event_key, get, put
+from streams.domain.records import KIND_CONFERENCE, Record
 
 ConferenceState = dict[str, Any]
 JOINED = "entrou"
@@ -38,7 +37,7 @@ def apply(state: ConferenceState | None, event: Record) -> tuple[ConferenceState
     current = state["participants"].get(who)
     if current is not None and event["event_id"] in current["event_ids"]:
         return state, who
-    state = codec.clone(state)
+    state = clone(state)
     part = state["participants"].setdefault(
         who, {"event_ids": [], "fields": {}, "joins": [], "leaves": [], "other": 0}
     )
@@ -80,6 +79,3 @@ def to_record(state: ConferenceState, who: str) -> Record:
         "other_event_count": part["other"],
     }
 
-
-def to_records(state: ConferenceState) -> list[Record]:
-    return [to_record(state, who) for who in sorted(state["participants"])]

@@ -11,9 +11,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from streams import codec
-from streams.merge import add_id, earliest, event_key, get, put
-from streams.records import (
+from streams.domain.merge import add_id, clone, earliest, event_key, get, put
+from streams.domain.records import (
     EXTENSION_KINDS,
     STATUS_ANSWERED,
     STATUS_PREPARING,
@@ -49,7 +48,7 @@ def apply(state: ExtensionState | None, event: Record) -> ExtensionState:
         raise ValueError("event belongs to another call")
     if event["event_id"] in state["event_ids"]:
         return state
-    state = codec.clone(state)
+    state = clone(state)
     add_id(state["event_ids"], event["event_id"])
     created = event.get("created_at")
     as_of = plus_seconds(created, event.get("total_seconds")) or created

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams import codec
-from streams.merge import event_key, keep_latest
-from streams.records import KIND_DID_END, SINGLE_LEG_END_KINDS, STATUS_ANSWERED, Record, plus_seconds
+from streams.domain.merge import event_key, keep_latest
+from streams.domain.records import KIND_DID_END, SINGLE_LEG_END_KINDS, STATUS_ANSWERED, Record, plus_seconds
 
 SingleLegState = dict[str, Any]
 KINDS = SINGLE_LEG_END_KINDS | {KIND_DID_END}
@@ -81,12 +80,3 @@ def to_record(state: SingleLegState) -> Record:
         "price_mismatch": None,
         "rating_plan_id": None,
     }
-
-
-def to_json(state: SingleLegState) -> str:
-    return codec.dumps(state)
-
-
-def from_json(text: str | bytes) -> SingleLegState:
-    state: SingleLegState = codec.loads(text)
-    return state

@@ -12,9 +12,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from streams import codec
-from streams.merge import add_id, earliest, event_key, get, put
-from streams.records import KIND_SMS_REPLY, KIND_SMS_STATUS, SMS_DELIVERED, SMS_FAILED, Record
+from streams.domain.merge import add_id, clone, earliest, event_key, get, put
+from streams.domain.records import KIND_SMS_REPLY, KIND_SMS_STATUS, SMS_DELIVERED, SMS_FAILED, Record
 
 SmsState = dict[str, Any]
 _PROGRESS = {"aguardando": 0, "em análise": 1, "enviada": 2, "entregue": 3, "erro": 3, "bloqueado": 3}
@@ -30,7 +29,7 @@ def apply(state: SmsState | None, event: Record) -> SmsState:
         raise ValueError("event belongs to another SMS")
     if event["event_id"] in state["event_ids"]:
         return state
-    state = codec.clone(state)
+    state = clone(state)
     add_id(state["event_ids"], event["event_id"])
     if event["kind"] == KIND_SMS_REPLY:
         _apply_reply(state, event)

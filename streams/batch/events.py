@@ -1,0 +1,50 @@
+"""What the agents' batch code takes and gives: events (and ticks) in, a `Batch` of records out. Plain data: the
+Faust adapter (streams/faustapp/app.py) turns Faust's events into these and sends what a `Batch` lists."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from schemas.topics import Topic
+from streams.domain.records import Record
+
+
+@dataclass(frozen=True)
+class Output:
+    """A derived record and the topic and key it is published with."""
+
+    topic: Topic
+    key: str
+    record: Record
+
+
+@dataclass(frozen=True)
+class Event:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Tick:
+    partition: int
+    now: datetime
+
+
+@dataclass
+class Batch:
+    """What a batch produced. Records are kept per (topic, key, part), so that only the last version is sent."""
+
+    outputs: dict[tuple[str, str, str], Output] = field(default_factory=dict)
+    feed: dict[tuple[str, str], tuple[str, Record]] = field(default_factory=dict)
+    """(entity, id) -> (entity, rated record), for the per-tenant metrics and balance."""
+    failures: list[tuple[Event, Exception]] = field(default_factory=list)
+
+    def publish(self, output: Output, part: str = "") -> None:
+        """`part` tells apart records of one key that are not versions of each other (conference sessions)."""
+        self.outputs[(output.topic.name, output.key, part)] = output
+
+    def feed_tenant(self, entity: str, key: str, record: Record) -> None:
+        self.feed[(entity, key)] = (entity, record)

@@ -1,0 +1,149 @@
+"""Every change callpipe makes to Faust's, mode's and aiokafka's behaviour, in one place: each closes a hole in
+their at-least-once guarantee or does what Faust's public API cannot. Pinned versions: faust-streaming 0.15.3,
+aiokafka 0.14.0 (pyproject.toml); tests/unit/test_streams_patches.py fails when a replaced name or signature
+moves upstream.
+
+1. Commits wait for deliveries. Replaces `faust.transport.producer.ProducerBuffer` (installed by overriding
+   `faust.App._new_producer`): Faust commits a consumer offset after `producer.flush()`, which drains its
+   buffer, the queue every table write goes through on its way to the changelog. That drain gives up when one
+   message takes more than 0.1 s to hand over (`ProducerBuffer.flush_atmost`), which a busy worker easily
+   exceeds; and a changelog write that fails is only logged. Either way the offset can be committed past a state
+   change that never reached its changelog. `DeliveryBuffer` keeps each message it is given, and each output
+   record the agents register with `track`, until Kafka acknowledged it; its `flush` waits for all of them and
+   raises once any write failed, so the commit does not happen.
+2. Nothing fetched around a rebalance is dropped. Replaces `mode.utils.queues.FlowControlEvent.resume` (through
+   `faust.App.flow_control`): when recovery ends, Faust resumes the stream partitions and seeks them to their
+   committed offsets, and only then resumes flow control, whose `resume()` empties the stream queues: whatever
+   the fetcher read in between was dropped unacked, with the fetch position already past it. Faust already
+   empties the queues itself when a rebalance starts (`flow_control.clear()` on revoke and assign) and skips
+   events of an older generation, so the app's flow control keeps the queues on resume.
+3. "Seek to committed" seeks. Replaces `faust.transport.drivers.aiokafka.AIOKafkaConsumerThread.seek_to_committed`
+   (through `faust.App._new_consumer` and `Consumer._new_consumer_thread`): aiokafka's `seek_to_committed` only
+   seeks offsets > 0, so a partition committed at offset 0, or never, kept whatever position it had; partitions
+   taken over from a killed worker were left at their end during recovery and their events never processed.
+   Offset 0 is sought too, and the first offset of a partition with no commit (auto.offset.reset=earliest).
+4. A partition's commit does not crawl. Wraps `faust.transport.consumer.Consumer._new_offset`: after a rebalance
+   Faust can record a "gap" (a delivered offset past its read offset) and counts the gap's offsets as acked by
+   adding them to `_acked` without `_acked_index`; when those records are acked for real they are listed twice,
+   and the commit then advances about one offset per commit. The repeats are removed before Faust computes the
+   offset to commit.
+5. A table write for a given partition. `write_to_table` does what `table[key] = value` does
+   (`Table.send_changelog` plus the store, `Table.data`) with the changelog partition given instead of taken
+   from Faust's current event: a batch holds events of several partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Mapping
+from typing import Any
+
+import faust
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
+from faust.transport.producer import ProducerBuffer
+from faust.types import TP, TableT
+from faust.types.transports import ConsumerT, ProducerT
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
+
+
+class DeliveryFailed(RuntimeError):
+    """A changelog or output write was not acknowledged: committing the offsets would lose it."""
+
+
+class DeliveryBuffer(ProducerBuffer):
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.undelivered: set[asyncio.Future[Any]] = set()
+        self.failure: BaseException | None = None
+
+    def track(self, delivery: Awaitable[Any]) -> None:
+        """Count `delivery` (what a send returned) among the writes the next commit waits for."""
+        future = asyncio.ensure_future(delivery)  # already a future for a Faust send: returned as it is
+        self.undelivered.add(future)
+        future.add_done_callback(self._delivered)
+
+    def _delivered(self, future: asyncio.Future[Any]) -> None:
+        self.undelivered.discard(future)
+        error = None if future.cancelled() else future.exception()
+        if error is not None and self.failure is None:
+            self.failure = error
+
+    def put(self, fut: Any) -> None:
+        self.track(fut)
+        super().put(fut)
+
+    async def flush(self) -> None:
+        await super().flush()
+        if self.undelivered:
+            await asyncio.wait(list(self.undelivered))
+        if self.failure is not None:
+            raise DeliveryFailed(f"a write was not acknowledged by Kafka: {self.failure!r}") from self.failure
+
+
+def write_to_table(table: TableT[str, bytes], partition: int, key: str, value: bytes) -> None:
+    """`table[key] = value` with the changelog partition given (5. above)."""
+    table.send_changelog(partition, key, value)
+    table.data[key] = value
+
+
+class App(faust.App):
+    def _new_producer(self) -> ProducerT:
+        producer = super()._new_producer()
+        buffer = DeliveryBuffer(loop=producer.loop, beacon=producer.beacon)
+        buffer.app = self
+        producer.buffer = buffer  # before the producer starts: it starts its buffer as a dependency
+        return producer
+
+    @property
+    def deliveries(self) -> DeliveryBuffer:
+        buffer = self.producer.buffer
+        assert isinstance(buffer, DeliveryBuffer)
+        return buffer
+
+    def _new_consumer(self) -> ConsumerT:
+        return SeekingConsumer(self.transport, callback=self.topics.on_message, loop=self.loop,
+                               on_partitions_revoked=self._on_partitions_revoked,
+                               on_partitions_assigned=self._on_partitions_assigned, beacon=self.beacon)
+
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        return KeepQueuesOnResume(loop=self.loop)
+
+
+class KeepQueuesOnResume(FlowControlEvent):
+    def resume(self) -> None:
+        self._suspend.clear()
+        self._resume.set()
+
+
+class SeekingConsumerThread(AIOKafkaConsumerThread):
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        return await self.call_thread(self._seek_to_committed)
+
+    async def _seek_to_committed(self) -> Mapping[TP, int]:
+        consumer = self._ensure_consumer()
+        committed: Mapping[TP, int] = await consumer.seek_to_committed()
+        changelogs = self.app.tables.changelog_topics  # never committed: Faust's recovery positions them
+        for tp, offset in committed.items():
+            if tp.topic in changelogs:
+                continue
+            if offset is None or offset < 0:
+                await consumer.seek_to_beginning(tp)
+            elif offset == 0:
+                consumer.seek(tp, 0)
+        return committed
+
+
+class SeekingConsumer(Consumer):
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return SeekingConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def _new_offset(self, tp: TP) -> int | None:
+        # Faust fills a gap by adding its offsets to the acked list but not to the acked index, so those records,
+        # when acked for real, are listed twice; its search for the first run of consecutive offsets then stops
+        # at the first repeat, and each commit moves about one offset (4. above).
+        acked = self._acked[tp]
+        if len(acked) != len(set(acked)):
+            acked[:] = sorted(set(acked))
+        return super()._new_offset(tp)

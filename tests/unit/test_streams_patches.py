@@ -1,0 +1,73 @@
+"""streams/faustapp/patches.py replaces or wraps upstream Faust, mode and aiokafka names: this fails when one of
+them, or its signature, moves in an upgrade (the pins in pyproject.toml are the first guard, this the second).
+The behaviour of each patch is shown in test_streams_delivery.py and test_streams_consumer.py."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from importlib.metadata import version
+from typing import Any
+
+import aiokafka
+import faust
+import pytest
+from faust.tables.base import Collection
+from faust.transport.consumer import Consumer as BaseConsumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
+from faust.transport.producer import ProducerBuffer
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
+
+from schemas import topics
+from streams.faustapp import patches
+from streams.faustapp.app import TABLES
+
+UPSTREAM: list[tuple[Callable[..., Any], list[str]]] = [
+    (ProducerBuffer.flush, ["self"]),
+    (ProducerBuffer.put, ["self", "fut"]),
+    (ProducerBuffer.__post_init__, ["self"]),
+    (ProducerBuffer.flush_atmost, ["self", "max_messages"]),
+    (FlowControlEvent.resume, ["self"]),
+    (AIOKafkaConsumerThread.seek_to_committed, ["self"]),
+    (AIOKafkaConsumerThread._ensure_consumer, ["self"]),
+    (AIOKafkaConsumerThread.call_thread, ["self", "fun", "args", "kwargs"]),
+    (aiokafka.AIOKafkaConsumer.seek_to_committed, ["self", "partitions"]),
+    (BaseConsumer._new_offset, ["self", "tp"]),
+    (Consumer._new_consumer_thread, ["self"]),
+    (faust.App._new_producer, ["self"]),
+    (faust.App._new_consumer, ["self"]),
+    (Collection.send_changelog, ["self", "partition", "key", "value", "key_serializer", "value_serializer"]),
+]
+
+
+@pytest.mark.parametrize(("function", "parameters"), UPSTREAM, ids=lambda v: getattr(v, "__qualname__", ""))
+def test_each_replaced_upstream_function_keeps_its_signature(function: Callable[..., Any],
+                                                              parameters: list[str]) -> None:
+    assert list(inspect.signature(function).parameters) == parameters
+
+
+def test_the_upstream_state_the_patches_read_is_still_there() -> None:
+    assert isinstance(inspect.getattr_static(faust.App, "flow_control"), cached_property)
+    consumer_source = inspect.getsource(BaseConsumer)
+    for attribute in ("self._acked", "self._acked_index"):  # patch 4 de-duplicates _acked
+        assert attribute in consumer_source, attribute
+    assert "self.data" in inspect.getsource(Collection)  # patch 5 writes the store beside the changelog
+    assert "flush_atmost" in inspect.getsource(ProducerBuffer.flush)  # patch 1 waits beyond it
+
+
+def test_the_patched_classes_override_what_the_docstring_says() -> None:
+    assert patches.App._new_producer is not faust.App._new_producer
+    assert patches.KeepQueuesOnResume.resume is not FlowControlEvent.resume
+    assert patches.SeekingConsumerThread.seek_to_committed is not AIOKafkaConsumerThread.seek_to_committed
+    assert patches.SeekingConsumer._new_offset is not BaseConsumer._new_offset
+    assert issubclass(patches.DeliveryBuffer, ProducerBuffer)
+
+
+def test_the_versions_are_the_pinned_ones() -> None:
+    assert version("faust-streaming") == "0.15.3"
+    assert version("aiokafka") == "0.14.0"
+
+
+def test_every_state_table_has_its_changelog_topic_in_the_one_topic_list() -> None:
+    assert sorted(TABLES) == sorted(topics.STATE_TABLES)
