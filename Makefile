@@ -28,6 +28,7 @@ unit: $(STAMP)
 lint: $(STAMP)
 	@$(BIN)/ruff check --quiet .
 	@$(BIN)/mypy --no-error-summary ingest schemas streams sinks broker runtime deploy bench tests
+	@$(BIN)/mypy --no-error-summary --strict streams/domain
 
 bench-ingest: setup
 	@$(BIN)/python -m bench.ingest

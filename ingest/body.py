@@ -17,6 +17,9 @@ _JSON_MEDIA = re.compile(r"application/(?:json|[a-z0-9][a-z0-9!#$&^_.+-]{0,126}\
 
 
 class BadRequest(Exception):
+    """A request refused with an HTTP status, an error code and a detail that tells the sender what is wrong
+    (raised by the body checks here, and by the server's bounds in ingest/server.py)."""
+
     def __init__(self, status: int, error: str, detail: str) -> None:
         super().__init__(detail)
         self.status = status

@@ -28,6 +28,7 @@ import uvicorn
 from starlette.applications import Starlette
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from ingest.body import BadRequest
 from ingest.settings import Settings
 
 log = logging.getLogger("callpipe.ingest")
@@ -37,17 +38,7 @@ _LINE_OVERHEAD = 4
 HEAD_END = b"\r\n\r\n"
 
 
-class Refused(Exception):
-    """A request head over a limit; raised from a parser callback so that httptools stops parsing."""
-
-    def __init__(self, status: int, error: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.error = error
-        self.detail = detail
-
-
-def refusal_bytes(refused: Refused, retry_after_s: int) -> bytes:
+def refusal_bytes(refused: BadRequest, retry_after_s: int) -> bytes:
     body = orjson.dumps({"error": refused.error, "detail": refused.detail})
     lines = [STATUS_LINE[refused.status],
              b"content-type: application/json\r\n",
@@ -71,7 +62,7 @@ def guarded_protocol(settings: Settings, count: Callable[[int], None]) -> type[H
             self._head_size = 0  # exact: URL plus header names and values
             self._header_count = 0
             self._head_timer: asyncio.TimerHandle | None = None
-            self._refused: Refused | None = None
+            self._refused: BadRequest | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -88,7 +79,7 @@ def guarded_protocol(settings: Settings, count: Callable[[int], None]) -> type[H
                     self._head_timer = self.loop.call_later(settings.header_timeout_s, self._head_timed_out)
                 self._head_seen += len(data)
                 if self._head_seen > head_budget and HEAD_END not in data:
-                    self._refuse(Refused(431, "headers_too_large",
+                    self._refuse(BadRequest(431, "headers_too_large",
                                          f"request head exceeds {settings.max_header_bytes} bytes of headers"))
                     return
             super().data_received(data)
@@ -100,17 +91,17 @@ def guarded_protocol(settings: Settings, count: Callable[[int], None]) -> type[H
         def on_url(self, url: bytes) -> None:
             super().on_url(url)
             if len(self.url) > settings.max_url_bytes:
-                self._refuse_in_parser(Refused(414, "uri_too_long",
+                self._refuse_in_parser(BadRequest(414, "uri_too_long",
                                                f"the URL exceeds {settings.max_url_bytes} bytes"))
 
         def on_header(self, name: bytes, value: bytes) -> None:
             self._header_count += 1
             self._head_size += len(name) + len(value)
             if self._header_count > settings.max_headers:
-                self._refuse_in_parser(Refused(431, "too_many_headers",
+                self._refuse_in_parser(BadRequest(431, "too_many_headers",
                                                f"more than {settings.max_headers} headers"))
             if self._head_size > settings.max_header_bytes:
-                self._refuse_in_parser(Refused(431, "headers_too_large",
+                self._refuse_in_parser(BadRequest(431, "headers_too_large",
                                                f"headers exceed {settings.max_header_bytes} bytes"))
             super().on_header(name, value)
 
@@ -118,7 +109,7 @@ def guarded_protocol(settings: Settings, count: Callable[[int], None]) -> type[H
             self._cancel_head_timer()
             self._in_head = False
             if len(self.connections) > settings.max_connections:
-                self._refuse_in_parser(Refused(503, "overloaded",
+                self._refuse_in_parser(BadRequest(503, "overloaded",
                                                f"more than {settings.max_connections} open connections"))
             super().on_headers_complete()
 
@@ -133,11 +124,11 @@ def guarded_protocol(settings: Settings, count: Callable[[int], None]) -> type[H
             else:
                 self._refuse(self._refused)
 
-        def _refuse_in_parser(self, refused: Refused) -> None:
+        def _refuse_in_parser(self, refused: BadRequest) -> None:
             self._refused = refused
             raise refused
 
-        def _refuse(self, refused: Refused) -> None:
+        def _refuse(self, refused: BadRequest) -> None:
             self._cancel_head_timer()
             if self.transport.is_closing():
                 return
@@ -149,7 +140,7 @@ def guarded_protocol(settings: Settings, count: Callable[[int], None]) -> type[H
 
         def _head_timed_out(self) -> None:
             self._head_timer = None
-            self._refuse(Refused(408, "head_timeout",
+            self._refuse(BadRequest(408, "head_timeout",
                                  f"the request head did not arrive within {settings.header_timeout_s:g}s"))
 
         def _cancel_head_timer(self) -> None:

@@ -79,7 +79,7 @@ class Batcher:
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_age_s: float = DEFAULT_MAX_AGE_S,
     ) -> None:
-        """``table_of(topic)`` names the target table (``lambda t: table_for_topic(t).name`` in the sink)."""
+        """``table_of(topic)`` names the target table (``lambda t: catalog().for_topic(t).name`` in the sink)."""
         if max_rows < 1 or max_bytes < 1 or max_age_s < 0:
             raise ValueError("batch bounds must be positive")
         self._table_of = table_of

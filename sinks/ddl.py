@@ -81,7 +81,7 @@ def clickhouse_type(column: Column) -> str:
     )
     if base.startswith("LowCardinality("):
         low_cardinality, base = True, "String"
-    # ClickHouse has no Nullable(Array)/Nullable(Map): rows.cell stores null as empty instead.
+    # ClickHouse has no Nullable(Array)/Nullable(Map): sinks/rows.py stores null as empty instead.
     if column.nullable and not base.startswith(("Array(", "Map(")):
         base = f"Nullable({base})"
     return f"LowCardinality({base})" if low_cardinality else base

@@ -196,37 +196,16 @@ def _lookup(record: Mapping[str, Any], column: Column) -> Any:
     return value
 
 
-def cell(record: Mapping[str, Any], column: Column) -> Any:
-    """The value of one column for a decoded record, in the Python type the client inserts."""
-    value = _lookup(record, column)
-    if value is None:
-        kind = type_name(column.avro)
-        if not column.json and kind in {"array", "map"}:
-            return [] if kind == "array" else {}
-        if not column.nullable:
-            raise RowError(f"{column.name}: null in a non-nullable field")
-        return None
-    if column.json:
-        try:
-            return json.dumps(
-                value, default=_json_default, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-            )
-        except (TypeError, ValueError) as exc:
-            raise RowError(f"{column.name}: cannot encode as JSON: {exc}") from exc
-    return _convert(value, column.avro, column.name)
-
-
 # ------------------------------------------------------------------------------------ compiled row conversion
 #
 # ``to_row`` runs for every record the sink writes, so it does not interpret the ``Column`` metadata per cell:
 # each column list is compiled once into one closure per column (lookup plus conversion). A closure handles the
 # common exact types (``dict`` records, ``str``, ``int``, ``datetime``, ``Decimal``, ...) inline and hands
-# anything else to the generic ``_lookup``/``_convert`` above, which give the result or the ``RowError``; so the
-# compiled path returns exactly what ``cell`` returns and raises exactly what it raises.
+# anything else to the generic ``_lookup``/``_convert`` above, which give the result or the ``RowError``.
 
 _MISSING: Any = object()
 _JSON = json.JSONEncoder(default=_json_default, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-"""What ``json.dumps`` with the arguments of ``cell`` builds on every call."""
+"""One encoder for every JSON column (sorted keys, compact, UTF-8): built once, not per cell."""
 _SIMPLE_KINDS = frozenset({"string", "long", "int", "boolean", "bytes", "fixed", "enum"})
 
 _Cell = Callable[[Mapping[str, Any]], Any]
@@ -234,10 +213,11 @@ _Value = Callable[[Any], Any]
 
 
 def _null(column: Column) -> Callable[[], Any]:
-    """The cell of a null value (what ``cell`` does for ``None``)."""
+    """The cell of a null value: an empty array or map for those columns (ClickHouse has no Nullable of them),
+    None for a nullable column, a ``RowError`` for the others."""
     try:
         kind = type_name(column.avro)
-    except Exception:  # e.g. a JSON union column: let ``cell``'s own expression raise at conversion time
+    except Exception:  # e.g. a JSON union column: let the conversion itself raise
         return lambda: type_name(column.avro)
     if not column.json and kind == "array":
         return list

@@ -151,6 +151,3 @@ def catalog() -> Catalog:
     """The catalogue of the repository's current contracts (read once per process)."""
     return load_catalog()
 
-
-def table_for_topic(topic: str) -> TableSpec:
-    return catalog().for_topic(topic)

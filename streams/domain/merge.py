@@ -71,6 +71,14 @@ def keep_latest(state: dict[str, Any] | None, event: dict[str, Any], key: EventK
     return state
 
 
+def latest_record(state: dict[str, Any], id_field: str, fields: tuple[str, ...]) -> dict[str, Any]:
+    """The record of a latest-event register: its id, tenant, version (distinct events seen) and `fields` of
+    the winning event."""
+    event = state["event"]
+    return {id_field: event[id_field], "tenant": event["tenant"], "version": len(state["event_ids"]),
+            **{name: event.get(name) for name in fields}}
+
+
 def clone(value: Any) -> Any:
     """What a JSON round trip of the state gives, without the text: new dicts (str keys) and lists all the way down.
 

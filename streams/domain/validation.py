@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.domain.merge import event_key, keep_latest
+from streams.domain.merge import event_key, keep_latest, latest_record
 from streams.domain.records import KIND_VALIDATION, Record
 
 ValidationState = dict[str, Any]
@@ -19,14 +19,5 @@ def apply(state: ValidationState | None, event: Record) -> ValidationState:
 
 
 def to_record(state: ValidationState) -> Record:
-    event = state["event"]
-    return {
-        "validation_id": event["validation_id"],
-        "tenant": event["tenant"],
-        "version": len(state["event_ids"]),
-        "destination_number": event.get("destination_number"),
-        "created_at": event.get("created_at"),
-        "price": event.get("price"),
-        "valid": event.get("valid"),
-        "finished": event.get("finished"),
-    }
+    return latest_record(state, "validation_id",
+                         ("destination_number", "created_at", "price", "valid", "finished"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.domain.merge import event_key, keep_latest
+from streams.domain.merge import event_key, keep_latest, latest_record
 from streams.domain.records import KIND_VOICEMAIL, Record
 
 VoicemailState = dict[str, Any]
@@ -17,15 +17,5 @@ def apply(state: VoicemailState | None, event: Record) -> VoicemailState:
 
 
 def to_record(state: VoicemailState) -> Record:
-    event = state["event"]
-    return {
-        "voicemail_id": event["voicemail_id"],
-        "tenant": event["tenant"],
-        "version": len(state["event_ids"]),
-        "extension_id": event.get("extension_id"),
-        "extension": event.get("extension"),
-        "phone_number": event.get("phone_number"),
-        "message_at": event.get("message_at"),
-        "duration_seconds": event.get("duration_seconds"),
-        "recording_url": event.get("recording_url"),
-    }
+    return latest_record(state, "voicemail_id", ("extension_id", "extension", "phone_number", "message_at",
+                                                 "duration_seconds", "recording_url"))

@@ -8,7 +8,8 @@ import inspect
 from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from ingest.server import Refused, refusal_bytes
+from ingest.body import BadRequest
+from ingest.server import refusal_bytes
 
 OVERRIDDEN = {
     "connection_made": ["self", "transport"],
@@ -43,7 +44,7 @@ def test_the_upstream_state_the_guard_uses_is_still_there() -> None:
 
 
 def test_a_refusal_is_a_complete_http_answer_that_closes_the_connection() -> None:
-    answer = refusal_bytes(Refused(503, "overloaded", "too many"), retry_after_s=7)
+    answer = refusal_bytes(BadRequest(503, "overloaded", "too many"), retry_after_s=7)
     head, body = answer.split(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 503") and b"retry-after: 7" in head and b"connection: close" in head
     assert f"content-length: {len(body)}".encode() in head and b'"error":"overloaded"' in body
