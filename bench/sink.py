@@ -54,7 +54,7 @@ from deploy.local.services import Services, create_topics, service_env
 from schemas import topics
 from schemas.codec import SingleObjectCodec
 from schemas.normalize import event_id, normalize
-from sinks.tables import catalog
+from sinks.schema.tables import catalog
 
 RESULTS = Path(__file__).resolve().with_name("RESULTS.md")
 SAMPLE = stack.ROOT / "deploy" / "sample" / "webhooks.jsonl"
@@ -143,11 +143,11 @@ def ask(services: Services, sql: str) -> list[str]:
 
 def writer_part(rows: int, batch_rows: int) -> dict[str, Any]:
     """Runs in its own process (see the module doc). Imports the embedded engine only here."""
-    from sinks.batcher import Batch, Entry
     from sinks.clickhouse import connect
-    from sinks.migrate import migrate
-    from sinks.rows import to_row
-    from sinks.writer import Writer
+    from sinks.schema.migrate import migrate
+    from sinks.write.batcher import Batch, Entry
+    from sinks.write.rows import to_row
+    from sinks.write.writer import Writer
 
     loadavg = os.getloadavg()[0]
     tables = catalog()

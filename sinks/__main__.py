@@ -6,8 +6,8 @@ import signal
 import threading
 
 from runtime import logs
-from sinks.service import Sink
 from sinks.settings import from_env
+from sinks.write.service import Sink
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from runtime import env
 from schemas import topics
 from sinks.clickhouse import CHDB_SCHEME
-from sinks.query_server import DEFAULT_PORT, HOST
+from sinks.tools.query_server import DEFAULT_PORT, HOST
 
 DEFAULT_CLICKHOUSE_URL = f"{CHDB_SCHEME}{Path('.data/clickhouse').resolve()}"
 DEFAULT_QUERY_URL = f"http://{HOST}:{DEFAULT_PORT}"
@@ -47,7 +47,7 @@ def from_env() -> Settings:
 
 @dataclass(frozen=True)
 class QuerySettings:
-    """What `python -m sinks.sql` asks: the running sink's query server, else the data directory itself."""
+    """What `python -m sinks.tools.sql` asks: the running sink's query server, else the data directory itself."""
 
     query_url: str
     clickhouse_url: str

@@ -24,10 +24,10 @@ from ingest.publish import Webhook, plan
 from ingest.replay import SAMPLE, read_captured
 from schemas import topics
 from schemas.codec import SingleObjectCodec
-from sinks.batcher import Batch as SinkBatch
-from sinks.batcher import Entry
-from sinks.tables import DEAD_LETTERS, catalog
-from sinks.writer import Writer
+from sinks.schema.tables import DEAD_LETTERS, catalog
+from sinks.write.batcher import Batch as SinkBatch
+from sinks.write.batcher import Entry
+from sinks.write.writer import Writer
 from streams.batch import state_codec
 from streams.batch.entities import Entities
 from streams.batch.events import Batch, Event, Tick

@@ -16,7 +16,7 @@ from typing import NoReturn
 from deploy.local import settings as stack_settings
 from deploy.local import stack
 from deploy.local.services import Services, create_topics, service_env
-from sinks.tables import catalog
+from sinks.schema.tables import catalog
 
 SAMPLE = stack.ROOT / "deploy" / "sample" / "webhooks.jsonl"
 
@@ -65,7 +65,7 @@ def main() -> int:
         time.sleep(5)  # the streams stage emits its records a moment after the normalized events land
         print(services.query(f"SELECT * FROM ({counts_sql()}) ORDER BY view", "Pretty"), flush=True)
         stack.say(f"serving: webhooks at {services.ingest_url}/hooks/{tenant}/<secret>/<kind>; ad-hoc SQL: "
-                  f'.venv/bin/python -m sinks.sql "SELECT * FROM v_calls LIMIT 5"; Ctrl-C stops everything')
+                  f'.venv/bin/python -m sinks.tools.sql "SELECT * FROM v_calls LIMIT 5"; Ctrl-C stops everything')
         while not services.dead():
             time.sleep(1)
         raise stack.StackError(f"{', '.join(services.dead())} stopped unexpectedly: read {data / 'logs'}")

@@ -18,7 +18,7 @@ from broker.admin import callpipe_topics, ensure_topics
 from deploy.local import stack
 from runtime.env import inherited
 from schemas import topics
-from sinks.sql import ask_server
+from sinks.tools.sql import ask_server
 
 MODULES = {"sink": "sinks", "streams": "streams", "ingest": "ingest"}
 

@@ -21,15 +21,15 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 
 from schemas import topics
-from sinks import sql
-from sinks.avro import AVRO_DIR
-from sinks.batcher import Batch, Batcher
 from sinks.clickhouse import connect
-from sinks.ddl import cluster_ddl, write_migration
-from sinks.migrate import migrate
-from sinks.query_server import QueryServer
-from sinks.tables import Catalog, Engine, TableRule, load_catalog
-from sinks.writer import FatalWriteError, RetryableWriteError, Writer
+from sinks.schema.avro import AVRO_DIR
+from sinks.schema.ddl import cluster_ddl, write_migration
+from sinks.schema.migrate import migrate
+from sinks.schema.tables import Catalog, Engine, TableRule, load_catalog
+from sinks.tools import sql
+from sinks.tools.query_server import QueryServer
+from sinks.write.batcher import Batch, Batcher
+from sinks.write.writer import FatalWriteError, RetryableWriteError, Writer
 from tests.conftest import CHDB_URL
 
 TOPIC = topics.OUT_CALLS

@@ -19,11 +19,11 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from schemas import topics
-from sinks import lag
 from sinks.clickhouse import connect
-from sinks.lag import LagMonitor
-from sinks.migrate import migrate
-from sinks.tables import DEAD_LETTERS, catalog
+from sinks.schema.migrate import migrate
+from sinks.schema.tables import DEAD_LETTERS, catalog
+from sinks.write import lag
+from sinks.write.lag import LagMonitor
 from tests.conftest import CHDB_URL
 from tests.sample_load import load_sample
 

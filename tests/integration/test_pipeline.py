@@ -17,7 +17,7 @@ import pytest
 from deploy.local.services import Services, create_topics, service_env
 from deploy.local.stack import ROOT, free_port
 from schemas.normalize import normalize
-from sinks.tables import catalog
+from sinks.schema.tables import catalog
 from tests.integration.helpers import eventually
 
 pytestmark = pytest.mark.integration

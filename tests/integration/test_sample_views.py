@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from sinks.migrate import migrate
+from sinks.schema.migrate import migrate
 from tests.sample_load import load_sample
 
 pytestmark = pytest.mark.integration

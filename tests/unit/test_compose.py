@@ -16,8 +16,8 @@ from ingest import settings as ingest_settings
 from schemas import topics
 from sinks import settings as sink_settings
 from sinks.clickhouse import chdb_path
-from sinks.migrate import MIGRATIONS_DIR
-from sinks.query_server import DEFAULT_PORT as SINK_QUERY_PORT
+from sinks.schema.migrate import MIGRATIONS_DIR
+from sinks.tools.query_server import DEFAULT_PORT as SINK_QUERY_PORT
 from streams import settings as streams_settings
 
 ROOT = Path(__file__).resolve().parents[2]

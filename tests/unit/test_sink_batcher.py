@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from sinks.batcher import Batch, Batcher
+from sinks.write.batcher import Batch, Batcher
 
 TOPIC = "callpipe.out.calls.v1"
 

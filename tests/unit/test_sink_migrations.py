@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from sinks.data_dictionary import PATH, render
-from sinks.ddl import migration_gap
-from sinks.migrate import MIGRATIONS_DIR, MigrationError, migrate
-from sinks.tables import catalog
+from sinks.schema.data_dictionary import PATH, render
+from sinks.schema.ddl import migration_gap
+from sinks.schema.migrate import MIGRATIONS_DIR, MigrationError, migrate
+from sinks.schema.tables import catalog
 
 
 def test_committed_migrations_cover_every_field_of_the_current_avro_schemas(clickhouse: Client) -> None:
     gap = migration_gap(clickhouse, MIGRATIONS_DIR, catalog())
-    assert gap == [], "run `python -m sinks.ddl --write-migration <name>` and commit the file:\n" + "\n".join(
+    assert gap == [], "run `python -m sinks.schema.ddl --write-migration <name>` and commit the file:\n" + "\n".join(
         gap
     )
 
@@ -56,5 +56,5 @@ def test_failed_migration_is_not_recorded_and_runs_again(clickhouse: Client, tmp
 
 def test_data_dictionary_is_up_to_date() -> None:
     assert PATH.read_text(encoding="utf-8") == render(catalog()), (
-        "run `python -m sinks.data_dictionary --write`"
+        "run `python -m sinks.schema.data_dictionary --write`"
     )

@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 
 from schemas import topics
-from sinks.avro import AvroSchemaError, parse_record
-from sinks.ddl import clickhouse_type, cluster_ddl, create_table, create_view
-from sinks.rows import RowError, flatten, to_row
-from sinks.tables import Engine, TableRule, TableSpec, build_spec, catalog
+from sinks.schema.avro import AvroSchemaError, parse_record
+from sinks.schema.columns import flatten
+from sinks.schema.ddl import clickhouse_type, cluster_ddl, create_table, create_view
+from sinks.schema.tables import Engine, TableRule, TableSpec, build_spec, catalog
+from sinks.write.rows import RowError, to_row
 
 LEG = {
     "type": "record",
@@ -212,8 +213,8 @@ def test_versioned_rule_needs_version_and_non_null_identity() -> None:
 
 
 def test_every_repo_contract_has_a_table_for_its_topic() -> None:
-    from sinks.avro import load_records
-    from sinks.tables import RULES
+    from sinks.schema.avro import load_records
+    from sinks.schema.tables import RULES
 
     records = load_records()
     ruled = {r.topic.schema for r in RULES}

@@ -1,6 +1,6 @@
 """Which record lands in which table, with which engine and key: the sink's one table catalogue.
 
-The columns come from the Avro contract (``sinks.rows``); only the engine family, the identity (ORDER BY)
+The columns come from the Avro contract (``sinks.write.rows``); only the engine family, the identity (ORDER BY)
 and the partition time column are stated here, because a schema does not say what identifies an entity.
 A rule whose Avro schema does not exist yet is skipped, so the catalogue grows as contracts land.
 """
@@ -13,8 +13,8 @@ from functools import cache
 from pathlib import Path
 
 from schemas import topics
-from sinks.avro import AVRO_DIR, AvroSchemaError, RecordSchema, load_records
-from sinks.rows import Column, flatten, logical_type
+from sinks.schema.avro import AVRO_DIR, AvroSchemaError, RecordSchema, load_records
+from sinks.schema.columns import Column, flatten, logical_type
 
 DEAD_LETTERS = "dead_letters"
 VERSION_COLUMN = "version"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-AVRO_DIR = Path(__file__).resolve().parent.parent / "schemas" / "avro"
+from schemas.avro_schemas import AVRO_DIR
 
 PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 _NAMED = frozenset({"record", "enum", "fixed"})

@@ -1,8 +1,8 @@
-"""ClickHouse DDL derived from the table catalogue (Avro contracts + ``sinks.tables`` rules).
+"""ClickHouse DDL derived from the table catalogue (Avro contracts + ``sinks.schema.tables`` rules).
 
-``python -m sinks.ddl --write-migration NAME`` writes the next ``sinks/migrations/NNNN_NAME.sql`` with what
+``python -m sinks.schema.ddl --write-migration NAME`` writes the next ``sinks/migrations/NNNN_NAME.sql`` with what
 the current contracts need beyond the committed migrations (new tables, new columns, changed types or docs);
-``python -m sinks.ddl --cluster`` prints the replicated + distributed variant of the whole schema.
+``python -m sinks.schema.ddl --cluster`` prints the replicated + distributed variant of the whole schema.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from pathlib import Path
 from clickhouse_connect.driver.client import Client
 
 from sinks.clickhouse import connect
-from sinks.migrate import MIGRATIONS_DIR, migrate, migration_files
-from sinks.rows import Column, logical_type, type_name
-from sinks.tables import VERSION_COLUMN, Catalog, Engine, TableSpec, catalog
+from sinks.schema.columns import Column, logical_type, type_name
+from sinks.schema.migrate import MIGRATIONS_DIR, migrate, migration_files
+from sinks.schema.tables import VERSION_COLUMN, Catalog, Engine, TableSpec, catalog
 
 LOW_CARDINALITY_FIELDS = frozenset(
     {"kind", "tenant", "status", "type", "stage", "error_type", "event", "overall_status", "disconnect_text"}
@@ -81,7 +81,7 @@ def clickhouse_type(column: Column) -> str:
     )
     if base.startswith("LowCardinality("):
         low_cardinality, base = True, "String"
-    # ClickHouse has no Nullable(Array)/Nullable(Map): sinks/rows.py stores null as empty instead.
+    # ClickHouse has no Nullable(Array)/Nullable(Map): sinks/write/rows.py stores null as empty instead.
     if column.nullable and not base.startswith(("Array(", "Map(")):
         base = f"Nullable({base})"
     return f"LowCardinality({base})" if low_cardinality else base
@@ -212,7 +212,7 @@ def pending_statements(client: Client, specs: Iterable[TableSpec]) -> list[str]:
 
 
 def render_migration(name: str, statements: list[str]) -> str:
-    header = f"-- {name}: written by `python -m sinks.ddl --write-migration` from schemas/avro; review it.\n"
+    header = f"-- {name}: written by `python -m sinks.schema.ddl --write-migration` from schemas/avro; review it.\n"
     return header + "".join(f"\n{statement};\n" for statement in statements)
 
 
@@ -243,7 +243,7 @@ def write_migration(name: str, directory: Path, catalogue: Catalog, client: Clie
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sinks.ddl", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sinks.schema.ddl", description=__doc__)
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--write-migration", metavar="NAME", help="write the next migration file")
     action.add_argument("--cluster", action="store_true", help="print the ON CLUSTER DDL")

@@ -2,7 +2,7 @@
 ``dead_letters`` (the rest of the batch still lands), transient failures raised as retryable.
 
 Failure classes:
-- a record that ``sinks.rows`` cannot convert -> dead letter (reason = the conversion error);
+- a record that ``sinks.write.rows`` cannot convert -> dead letter (reason = the conversion error);
 - an insert that fails because of the data (client-side serialization or a ClickHouse parse/type/range
   error) -> the batch is bisected until the offending records are isolated, those become dead letters;
 - connection and overload errors -> ``RetryableWriteError``: nothing is lost, write the same batch again;
@@ -25,9 +25,9 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DataError, OperationalError
 
-from sinks.batcher import Batch, Entry
-from sinks.rows import RowError, to_row
-from sinks.tables import DEAD_LETTERS, Catalog, TableSpec, catalog
+from sinks.schema.tables import DEAD_LETTERS, Catalog, TableSpec, catalog
+from sinks.write.batcher import Batch, Entry
+from sinks.write.rows import RowError, to_row
 
 STAGE = "sink"
 MAX_REASON_CHARS = 2000

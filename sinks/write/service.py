@@ -3,7 +3,7 @@
 Commit order (docs/DESIGN.md, "Sink"): decode -> buffer per table -> insert with the batch's deduplication token
 -> commit, synchronously and once per write cycle, the offsets after the written batches. While ClickHouse is
 unavailable the same batch is retried with back-off and nothing is committed. The process owns the embedded
-engine's data directory and serves read-only SQL beside it (sinks/query_server.py), so analysts can query while
+engine's data directory and serves read-only SQL beside it (sinks/tools/query_server.py), so analysts can query while
 it runs.
 """
 
@@ -21,15 +21,15 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from broker.config import consumer_config
 from schemas import topics
 from schemas.codec import Codec, codec_from_settings
-from sinks import lag
-from sinks.batcher import Batch, Batcher, Entry
 from sinks.clickhouse import connect
-from sinks.lag import LagMonitor
-from sinks.migrate import migrate
-from sinks.query_server import QueryServer
+from sinks.schema.migrate import migrate
+from sinks.schema.tables import Catalog, catalog
 from sinks.settings import Settings
-from sinks.tables import Catalog, catalog
-from sinks.writer import RetryableWriteError, Writer
+from sinks.tools.query_server import QueryServer
+from sinks.write import lag
+from sinks.write.batcher import Batch, Batcher, Entry
+from sinks.write.lag import LagMonitor
+from sinks.write.writer import RetryableWriteError, Writer
 
 log = logging.getLogger("callpipe.sink")
 

@@ -1,4 +1,4 @@
-"""``python -m sinks.sql "SELECT ..."``: ad-hoc read-only SQL against the sink's ClickHouse.
+"""``python -m sinks.tools.sql "SELECT ..."``: ad-hoc read-only SQL against the sink's ClickHouse.
 
 Asks the running sink's query server first (``SINK_QUERY_URL``, default ``http://127.0.0.1:8124``); when no
 sink answers, opens the data directory of ``CLICKHOUSE_URL`` itself with a read-only session (possible only
@@ -13,8 +13,8 @@ import urllib.error
 import urllib.request
 
 from sinks.clickhouse import connect
-from sinks.query_server import FORMATS, RejectedStatement, run_read_only
 from sinks.settings import query_from_env
+from sinks.tools.query_server import FORMATS, RejectedStatement, run_read_only
 
 
 class QueryFailed(RuntimeError):
@@ -46,7 +46,7 @@ def query_directly(clickhouse_url: str, sql: str, fmt: str) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sinks.sql", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sinks.tools.sql", description=__doc__)
     parser.add_argument("sql")
     parser.add_argument("--format", default="TSV", choices=sorted(FORMATS))
     defaults = query_from_env()
