@@ -1,7 +1,8 @@
 """The in-process cost of one webhook's work, without HTTP: what the ingest server's CPU per webhook is compared
 with in `python -m bench.ingest`.
 
-`plan` is normalization, the event id and the Avro encoding of the two records (fastavro); `produce` is
+`plan` (`ingest.publish.records_for`) is normalization, the event id and the Avro encoding of the two records
+(fastavro); `produce` is
 librdkafka's `produce()` of those two writes plus serving their delivery reports, against the bench's broker.
 Process CPU time (all threads, as the server's is measured), over the bundled sample in a tight loop, so caches
 are warm: a floor, not what a loaded server pays.
@@ -18,7 +19,7 @@ from confluent_kafka import Producer
 
 from bench.ingest_load import SAMPLE
 from broker.config import producer_config
-from ingest.publish import Webhook, Write, plan
+from ingest.publish import Webhook, Write, records_for
 from schemas.codec import SingleObjectCodec
 
 HEADERS = {"host": "127.0.0.1", "content-type": "application/json", "content-length": "512"}
@@ -56,7 +57,7 @@ def measure_floor(bootstrap: str, rounds: int = 20) -> Floor:
     started = time.process_time()
     writes: list[list[Write]] = []
     for _ in range(rounds):
-        writes = [plan(Webhook("bench", kind, body, now, HEADERS, "127.0.0.1"), value, codec).writes
+        writes = [records_for(Webhook("bench", kind, body, now, HEADERS, "127.0.0.1"), value, codec).writes
                   for kind, body, value in parsed]
     planned = _per_item(time.process_time() - started, count)
 

@@ -145,7 +145,7 @@ def writer_part(rows: int, batch_rows: int) -> dict[str, Any]:
     """Runs in its own process (see the module doc). Imports the embedded engine only here."""
     from sinks.clickhouse import connect
     from sinks.schema.migrate import migrate
-    from sinks.write.batcher import Batch, Entry
+    from sinks.write.batcher import Entry, InsertBatch
     from sinks.write.rows import to_row
     from sinks.write.writer import Writer
 
@@ -169,18 +169,18 @@ def writer_part(rows: int, batch_rows: int) -> dict[str, Any]:
                 began = time.perf_counter()
                 chunk_rows = [to_row(record, columns) for record in chunk]  # the baseline's input, timed alone
                 converted = time.perf_counter() - began
-                batch = Batch(spec.name, spec.topic,
+                batch = InsertBatch(spec.name, spec.topic,
                               tuple(Entry(0, offset + j, record, b"") for j, record in enumerate(chunk)))
                 offset += len(chunk)
 
-                def via_writer(batch: Batch = batch) -> float:
+                def via_writer(batch: InsertBatch = batch) -> float:
                     began = time.perf_counter()
                     result = writer.write(batch)
                     if result.rows_inserted != len(batch.entries) or result.dead_letters:
                         raise BenchError(f"writer: {result} for {len(batch.entries)} records")
                     return time.perf_counter() - began
 
-                def via_insert(batch: Batch = batch, chunk_rows: list[list[Any]] = chunk_rows) -> float:
+                def via_insert(batch: InsertBatch = batch, chunk_rows: list[list[Any]] = chunk_rows) -> float:
                     began = time.perf_counter()
                     client.insert(BASELINE, chunk_rows, column_names=names,
                                   settings={"insert_deduplication_token": f"baseline/{batch.token}",
@@ -201,7 +201,7 @@ def writer_part(rows: int, batch_rows: int) -> dict[str, Any]:
             began = time.perf_counter()
             for i in range(SMALL_BATCHES):
                 chunk = small[i * SMALL_BATCH_ROWS:(i + 1) * SMALL_BATCH_ROWS]
-                writer.write(Batch(spec.name, spec.topic, tuple(
+                writer.write(InsertBatch(spec.name, spec.topic, tuple(
                     Entry(1, i * SMALL_BATCH_ROWS + j, record, b"") for j, record in enumerate(chunk))))
             small_ms = 1000 * (time.perf_counter() - began) / SMALL_BATCHES
         finally:

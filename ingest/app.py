@@ -26,7 +26,7 @@ from ingest.auth import SECRET_HEADER, Authenticator
 from ingest.body import BadRequest, Disconnected, check_content_type, parse_json, read_limited
 from ingest.metrics import IngestMetrics
 from ingest.openapi import openapi
-from ingest.publish import Outcome, Webhook, plan
+from ingest.publish import Outcome, Webhook, records_for
 from ingest.settings import Settings
 from schemas import topics
 from schemas.codec import Codec, RegistryUnavailable, codec_from_settings
@@ -148,14 +148,14 @@ class Ingest:
         """Plan and write the webhook's records. A record Kafka refuses as too large is written again with the
         archived headers cut (never the body); if it is still refused, `_TooLargeForKafka`."""
         rejection = rejected.detail if rejected else None
-        outcome = plan(webhook, parsed, self.codec, rejection)
+        outcome = records_for(webhook, parsed, self.codec, rejection)
         try:
             await self.producer.send_all(outcome.writes, self.settings.kafka_timeout_s)
             return outcome
         except DeliveryError as exc:
             if not exc.too_large:
                 raise
-        outcome = plan(webhook.with_trimmed_headers(), parsed, self.codec, rejection)
+        outcome = records_for(webhook.with_trimmed_headers(), parsed, self.codec, rejection)
         try:
             await self.producer.send_all(outcome.writes, self.settings.kafka_timeout_s)
         except DeliveryError as exc:

@@ -76,7 +76,7 @@ def _defect(exc: Exception) -> str:
     return f"unexpected {type(exc).__name__}: {str(exc)[:300]} (at {where})"
 
 
-def plan(webhook: Webhook, parsed: Any, codec: Codec, rejection: str | None = None) -> Outcome:
+def records_for(webhook: Webhook, parsed: Any, codec: Codec, rejection: str | None = None) -> Outcome:
     """Build the writes for one authenticated webhook: a total function of the body. `parsed` is the decoded
     JSON, or None when the body could not be decoded, in which case `rejection` says why and the payload goes
     to the dead-letter topic. A body that normalizing or encoding fails on in any way, expected or not, is

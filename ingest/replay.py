@@ -1,4 +1,4 @@
-"""`python -m ingest.replay`: put webhooks through ingest's normalization (`ingest.publish.plan`) again.
+"""`python -m ingest.replay`: put webhooks through ingest's normalization (`ingest.publish.records_for`) again.
 
     python -m ingest.replay --tenant acme [FILE]
         captured webhooks -> raw archive + normalized topics (or dead letters)
@@ -36,7 +36,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message,
 from broker.config import consumer_config
 from broker.producer import AsyncProducer, DeliveryError
 from ingest.auth import SECRET_HEADER
-from ingest.publish import Webhook, Write, plan
+from ingest.publish import Webhook, Write, records_for
 from ingest.settings import from_env
 from schemas import exact_json, topics
 from schemas.codec import Codec, CodecError, codec_from_settings
@@ -118,7 +118,7 @@ async def replay_captured(
         for item in chunk:
             received = item.received_at or datetime.now(UTC)
             webhook = Webhook(tenant, item.kind, item.payload, received, REPLAY_HEADERS)
-            outcome = plan(webhook, item.body, codec)
+            outcome = records_for(webhook, item.body, codec)
             tally.count(outcome.error)
             writes += outcome.writes
         await producer.send_all(writes, timeout)
@@ -206,7 +206,7 @@ async def replay_raw(
             if webhook is None:
                 tally.skipped += 1
                 continue
-            outcome = plan(webhook, exact_json.loads(webhook.body), codec)
+            outcome = records_for(webhook, exact_json.loads(webhook.body), codec)
             tally.count(outcome.error)
             writes += [w for w in outcome.writes if w[0] != topics.RAW.name]
         await producer.send_all(writes, timeout)

@@ -1,6 +1,6 @@
 """Fill a migrated ClickHouse database with the bundled sample, without Kafka (test setup for dashboards).
 
-Every line takes the path the services give it, minus the broker: ingest's ``plan`` (raw archive record plus
+Every line takes the path the services give it, minus the broker: ingest's ``records_for`` (raw archive record plus
 the normalized record or a dead letter, Avro-encoded), the streams agents' own batch code (one event per
 batch), and the sink's ``Writer``. Kafka is an in-memory list of encoded messages per topic (one
 partition), so every record crosses the same Avro contract it would cross on the broker.
@@ -20,13 +20,12 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from ingest.publish import Webhook, plan
+from ingest.publish import Webhook, records_for
 from ingest.replay import SAMPLE, read_captured
 from schemas import topics
 from schemas.codec import SingleObjectCodec
 from sinks.schema.tables import DEAD_LETTERS, catalog
-from sinks.write.batcher import Batch as SinkBatch
-from sinks.write.batcher import Entry
+from sinks.write.batcher import Entry, InsertBatch
 from sinks.write.writer import Writer
 from streams.batch import state_codec
 from streams.batch.entities import Entities
@@ -62,7 +61,7 @@ class _Pipeline:
         self.tenants = Tenants.over(staged, self.codec.decode)
 
     def ingest(self, kind: str, body: Any, payload: bytes, received_at: datetime) -> None:
-        outcome = plan(Webhook(TENANT, kind, payload, received_at, HEADERS), body, self.codec)
+        outcome = records_for(Webhook(TENANT, kind, payload, received_at, HEADERS), body, self.codec)
         for topic, _key, value, _headers in outcome.writes:
             self.log[topic].append(value)
             if topic == topics.BALANCE_ALERTS.name:
@@ -109,7 +108,7 @@ def load_sample(client: Client) -> dict[str, int]:
         table = tables.for_topic(topic).name
         entries = tuple(Entry(0, offset, pipeline.codec.decode(topic, raw), raw)
                         for offset, raw in enumerate(values))
-        result = writer.write(SinkBatch(table, topic, entries))
+        result = writer.write(InsertBatch(table, topic, entries))
         inserted[table] += result.rows_inserted
         inserted[DEAD_LETTERS] += result.dead_letters
     return dict(inserted)

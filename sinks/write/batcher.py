@@ -32,7 +32,7 @@ class Entry:
 
 
 @dataclass(frozen=True)
-class Batch:
+class InsertBatch:
     table: str
     topic: str
     entries: tuple[Entry, ...]
@@ -85,7 +85,7 @@ class Batcher:
         self._table_of = table_of
         self._max_rows, self._max_bytes, self._max_age_s = max_rows, max_bytes, max_age_s
         self._open: dict[str, _Buffer] = {}  # by topic
-        self._sealed: list[Batch] = []
+        self._sealed: list[InsertBatch] = []
         self._last: dict[tuple[str, int], int] = {}  # last offset added per (topic, partition)
 
     def add(
@@ -115,14 +115,14 @@ class Batcher:
         if len(buffer.entries) >= self._max_rows or buffer.size_bytes >= self._max_bytes:
             self._seal(topic)
 
-    def ready(self, now: float) -> list[Batch]:
+    def ready(self, now: float) -> list[InsertBatch]:
         """Batches that reached a bound (rows, bytes, or age at ``now``), oldest first per table."""
         for topic, buffer in list(self._open.items()):
             if now - buffer.started >= self._max_age_s:
                 self._seal(topic)
         return self._take()
 
-    def drain(self) -> list[Batch]:
+    def drain(self) -> list[InsertBatch]:
         """Everything buffered, bounds or not (shutdown, rebalance)."""
         for topic in list(self._open):
             self._seal(topic)
@@ -141,7 +141,7 @@ class Batcher:
         for batch in self._sealed:
             entries = tuple(e for e in batch.entries if not (batch.topic == topic and e.partition == partition))
             if entries:
-                kept.append(Batch(batch.table, batch.topic, entries))
+                kept.append(InsertBatch(batch.table, batch.topic, entries))
         self._sealed = kept
 
     def next_deadline(self) -> float | None:
@@ -156,8 +156,8 @@ class Batcher:
 
     def _seal(self, topic: str) -> None:
         buffer = self._open.pop(topic)
-        self._sealed.append(Batch(buffer.table, topic, tuple(buffer.entries)))
+        self._sealed.append(InsertBatch(buffer.table, topic, tuple(buffer.entries)))
 
-    def _take(self) -> list[Batch]:
+    def _take(self) -> list[InsertBatch]:
         batches, self._sealed = self._sealed, []
         return batches

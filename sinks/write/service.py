@@ -27,7 +27,7 @@ from sinks.schema.tables import Catalog, catalog
 from sinks.settings import Settings
 from sinks.tools.query_server import QueryServer
 from sinks.write import lag
-from sinks.write.batcher import Batch, Batcher, Entry
+from sinks.write.batcher import Batcher, Entry, InsertBatch
 from sinks.write.lag import LagMonitor
 from sinks.write.writer import RetryableWriteError, Writer
 
@@ -108,15 +108,15 @@ class Sink:
         try:
             record = self.codec.decode(topic, raw)
         except Exception as exc:  # an undecodable message is kept, and must not stall its partition
-            self._reject(Batch(self.catalog.for_topic(topic).name, topic,
+            self._reject(InsertBatch(self.catalog.for_topic(topic).name, topic,
                                (Entry(partition, offset, {}, raw, _headers(msg)),)), exc)
             return
         self.batcher.add(topic, partition, offset, record, raw, time.monotonic(), _headers(msg))
 
-    def _reject(self, batch: Batch, error: Exception) -> None:
+    def _reject(self, batch: InsertBatch, error: Exception) -> None:
         self._retrying(lambda: self.writer.reject(batch, error), batch.token)
 
-    def _write_all(self, batches: list[Batch]) -> None:
+    def _write_all(self, batches: list[InsertBatch]) -> None:
         if not batches:
             return
         offsets: dict[tuple[str, int], int] = {}

@@ -26,7 +26,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DataError, OperationalError
 
 from sinks.schema.tables import DEAD_LETTERS, Catalog, TableSpec, catalog
-from sinks.write.batcher import Batch, Entry
+from sinks.write.batcher import Entry, InsertBatch
 from sinks.write.rows import RowError, to_row
 
 STAGE = "sink"
@@ -95,7 +95,7 @@ class Writer:
         self._lock: AbstractContextManager[Any] = lock if lock is not None else nullcontext()
         self._clock = clock
 
-    def write(self, batch: Batch) -> WriteResult:
+    def write(self, batch: InsertBatch) -> WriteResult:
         spec = self._catalog.table(batch.table)
         rows: list[tuple[Entry, list[Any]]] = []
         failures: list[_Failure] = []
@@ -108,7 +108,7 @@ class Writer:
         self._dead_letter(batch, failures)
         return WriteResult(inserted, len(failures))
 
-    def reject(self, batch: Batch, error: Exception) -> WriteResult:
+    def reject(self, batch: InsertBatch, error: Exception) -> WriteResult:
         """Dead-letter every record of the batch (e.g. messages that could not even be decoded)."""
         self._dead_letter(batch, [_Failure(entry, error) for entry in batch.entries])
         return WriteResult(0, len(batch.entries))
@@ -147,7 +147,7 @@ class Writer:
                 settings={"insert_deduplication_token": token, "insert_deduplicate": 1},
             )
 
-    def _dead_letter(self, batch: Batch, failures: list[_Failure]) -> None:
+    def _dead_letter(self, batch: InsertBatch, failures: list[_Failure]) -> None:
         if not failures:
             return
         spec = self._catalog.table(DEAD_LETTERS)
@@ -166,7 +166,7 @@ class Writer:
             raise error(f"insert into {DEAD_LETTERS} failed: {exc}") from exc
 
     @staticmethod
-    def _dead_letter_record(batch: Batch, failure: _Failure, now: datetime) -> dict[str, Any]:
+    def _dead_letter_record(batch: InsertBatch, failure: _Failure, now: datetime) -> dict[str, Any]:
         record = failure.entry.record
 
         def text(key: str) -> str:

@@ -17,11 +17,11 @@ from typing import Any
 
 from streams.batch import state_codec as codec
 
-Writer = Callable[[int, str, bytes], None]
+StoreWrite = Callable[[int, str, bytes], None]
 """(partition, key, encoded value) -> None: stores the value and queues its changelog record."""
 
 
-def dict_writer(store: dict[str, bytes]) -> Writer:
+def dict_writer(store: dict[str, bytes]) -> StoreWrite:
     def write(partition: int, key: str, value: bytes) -> None:
         store[key] = value
 
@@ -34,7 +34,7 @@ class Staged:
     shared. A cached value is used only while the store still holds the very bytes object it was decoded
     from, so a changelog restore (which stores new objects) can never leave it stale."""
 
-    def __init__(self, store: Mapping[str, bytes], write: Writer, *, cache: int = 0,
+    def __init__(self, store: Mapping[str, bytes], write: StoreWrite, *, cache: int = 0,
                  encode: Callable[[Any], bytes] = codec.encode, decode: Callable[[bytes], Any] = codec.loads) -> None:
         self.store, self.write, self.cache_size = store, write, cache
         self.encode, self.decode = encode, decode

@@ -28,7 +28,7 @@ from sinks.schema.migrate import migrate
 from sinks.schema.tables import Catalog, Engine, TableRule, load_catalog
 from sinks.tools import sql
 from sinks.tools.query_server import QueryServer
-from sinks.write.batcher import Batch, Batcher
+from sinks.write.batcher import Batcher, InsertBatch
 from sinks.write.writer import FatalWriteError, RetryableWriteError, Writer
 from tests.conftest import CHDB_URL
 
@@ -91,7 +91,7 @@ def thing(call_id: int, version: int, **extra: Any) -> dict[str, Any]:
     return {"tenant": "t1", "call_id": call_id, "version": version, "created_at": AT, **extra}
 
 
-def batch_of(records: list[Any], first_offset: int = 0, partition: int = 0) -> Batch:
+def batch_of(records: list[Any], first_offset: int = 0, partition: int = 0) -> InsertBatch:
     batcher = Batcher(lambda topic: "things", max_age_s=0)
     for i, record in enumerate(records):
         batcher.add(

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from sinks.write.batcher import Batch, Batcher
+from sinks.write.batcher import Batcher, InsertBatch
 
 TOPIC = "callpipe.out.calls.v1"
 
@@ -60,7 +60,7 @@ def test_one_batch_per_table_across_partitions_with_ranges_and_commit_offsets() 
 
 
 def test_token_is_deterministic_for_the_same_offsets_and_distinct_otherwise() -> None:
-    def batch_of(offsets: range, partition: int = 0) -> Batch:
+    def batch_of(offsets: range, partition: int = 0) -> InsertBatch:
         b = make(max_age_s=0)
         for offset in offsets:
             add(b, offset, partition=partition)
