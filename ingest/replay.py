@@ -38,14 +38,13 @@ from broker.producer import AsyncProducer, DeliveryError
 from ingest.auth import SECRET_HEADER
 from ingest.publish import Webhook, Write, records_for
 from ingest.settings import from_env
+from runtime import retry
 from schemas import exact_json, topics
 from schemas.codec import Codec, CodecError, codec_from_settings
 
 SAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "sample" / "webhooks.jsonl"
 BATCH = 500  # webhooks per round of Kafka acknowledgements: bounded memory, librdkafka still batches well
 REPLAY_HEADERS = {"content-type": "application/json", "user-agent": "callpipe-replay"}
-MAX_ATTEMPTS = 6  # per webhook over HTTP, for 503 answers and connection failures
-MAX_RETRY_AFTER_S = 30.0
 
 
 class ReplayError(RuntimeError):
@@ -263,25 +262,8 @@ async def post_captured(
 
 
 async def _post(client: httpx.AsyncClient, path: str, payload: bytes) -> str:
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        try:
-            answer = await client.post(path, content=payload)
-        except httpx.TransportError:
-            if attempt == MAX_ATTEMPTS:
-                return "error"
-            await asyncio.sleep(0.2 * 2**attempt)
-            continue
-        if answer.status_code != 503 or attempt == MAX_ATTEMPTS:
-            return str(answer.status_code)
-        await asyncio.sleep(_retry_after(answer.headers.get("retry-after")))
-    raise AssertionError("unreachable: the last attempt returns")
-
-
-def _retry_after(value: str | None) -> float:
-    try:
-        return min(max(float(value or 1), 0.0), MAX_RETRY_AFTER_S)
-    except ValueError:  # an HTTP date: ingest never sends one, so a short pause is enough
-        return 1.0
+    answer: httpx.Response | None = await retry.http_delivery(httpx.TransportError)(client.post, path, content=payload)
+    return "error" if answer is None else str(answer.status_code)
 
 
 def _since(text: str) -> datetime:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from broker.config import admin_config, consumer_config
+from runtime import retry
 
 log = logging.getLogger("callpipe.sink.lag")
 
@@ -68,16 +68,15 @@ _TRANSIENT = frozenset({KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COOR
                         KafkaError.UNKNOWN_TOPIC_OR_PART})
 
 
-def _retrying(call: Callable[[], T], attempts: int = 30) -> T:
-    for attempt in range(attempts):
-        try:
-            return call()
-        except KafkaException as exc:
-            error = exc.args[0]
-            if not (error.code() in _TRANSIENT or error.retriable()) or attempt == attempts - 1:
-                raise
-            time.sleep(1)
-    raise AssertionError("unreachable")
+def _transient(exc: BaseException) -> bool:
+    if not isinstance(exc, KafkaException):
+        return False
+    error = exc.args[0]
+    return bool(error.code() in _TRANSIENT or error.retriable())
+
+
+def _retrying(call: Callable[[], T]) -> T:
+    return retry.while_broker_settles(_transient)(call)
 
 
 def _offsets(admin: AdminClient, partitions: list[TopicPartition], spec: OffsetSpec,

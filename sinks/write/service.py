@@ -19,6 +19,7 @@ from typing import TypeVar
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from broker.config import consumer_config
+from runtime import retry
 from schemas import topics
 from schemas.codec import Codec, codec_from_settings
 from sinks.clickhouse import connect
@@ -33,7 +34,6 @@ from sinks.write.writer import RetryableWriteError, Writer
 
 log = logging.getLogger("callpipe.sink")
 
-MAX_BACKOFF_S = 30.0
 T = TypeVar("T")
 
 
@@ -109,7 +109,7 @@ class Sink:
             record = self.codec.decode(topic, raw)
         except Exception as exc:  # an undecodable message is kept, and must not stall its partition
             self._reject(InsertBatch(self.catalog.for_topic(topic).name, topic,
-                               (Entry(partition, offset, {}, raw, _headers(msg)),)), exc)
+                                     (Entry(partition, offset, {}, raw, _headers(msg)),)), exc)
             return
         self.batcher.add(topic, partition, offset, record, raw, time.monotonic(), _headers(msg))
 
@@ -127,17 +127,8 @@ class Sink:
         self._commit(offsets)
 
     def _retrying(self, write: Callable[[], T], token: str) -> T:
-        backoff = 0.5
-        while True:
-            try:
-                return write()
-            except RetryableWriteError as exc:
-                if self.stop.is_set():
-                    raise
-                log.error("ClickHouse write failed; retrying", extra={"batch": token, "error": str(exc),
-                                                                      "retry_in_s": backoff})
-                time.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
+        policy = retry.until_stopped(self.stop, RetryableWriteError, log, "ClickHouse write", batch=token)
+        return policy(write)
 
     def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
         try:
