@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ingest.app import NO_KIND, create_app
+from ingest.app import create_app
 from ingest.server import server_config
 from ingest.settings import Settings
 from runtime import env
@@ -39,7 +39,7 @@ def ingest_config(bootstrap: str, linger_ms: float, port: int) -> uvicorn.Config
                         tenants={TENANT: SECRET}, max_body_bytes=256 * 1024, max_json_depth=16,
                         kafka_timeout_s=5.0, retry_after_s=5, kafka_linger_ms=linger_ms, log_level="WARNING")
     app = create_app(settings)
-    return server_config(app, settings, lambda status: app.state.ingest.count(NO_KIND, status))
+    return server_config(app, settings)
 
 
 def main() -> None:

@@ -56,7 +56,6 @@ from streams.batch.staging import Staged, dict_writer
 from streams.domain import correlate
 from streams.domain.billing.metrics import ENTITY_CALL
 from streams.domain.billing.rating import rate_call
-from streams.faustapp.app import PARTITIONS
 
 RESULTS = Path(__file__).resolve().with_name("RESULTS.md")
 SAMPLE = stack.ROOT / "deploy" / "sample" / "webhooks.jsonl"
@@ -144,7 +143,7 @@ def batch_pass(events: list[tuple[str, str, bytes]], batch_size: int = 1000) -> 
         return Staged(store, dict_writer(store), **options)
 
     agent = Entities.over(staged, avro.decode, plan, timeout)
-    items = [Event(topic, zlib.crc32(key.encode()) % PARTITIONS, offset, value)
+    items = [Event(topic, zlib.crc32(key.encode()) % topics.PARTITIONS, offset, value)
              for offset, (topic, key, value) in enumerate(events)]
     cpu, wall = time.process_time(), time.perf_counter()
     for start in range(0, len(items), batch_size):
@@ -188,7 +187,8 @@ def publish(bootstrap: str, events: list[tuple[str, str, bytes]]) -> None:
 
 
 def end_offsets(consumer: Consumer, topic: str) -> dict[int, int]:
-    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(PARTITIONS)}
+    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(topics.PARTITIONS)}
 
 
 def read_all(bootstrap: str, topic: str) -> list[tuple[bytes, bytes, int]]:
@@ -215,7 +215,8 @@ def read_all(bootstrap: str, topic: str) -> list[tuple[bytes, bytes, int]]:
 def committed_all(bootstrap: str, group: str, names: list[str]) -> bool:
     consumer = Consumer(consumer_config(bootstrap, group))
     try:
-        committed = consumer.committed([TopicPartition(n, p) for n in names for p in range(PARTITIONS)], timeout=10)
+        committed = consumer.committed([TopicPartition(n, p) for n in names for p in range(topics.PARTITIONS)],
+                                       timeout=10)
         return all(consumer.get_watermark_offsets(tp, timeout=10)[1] <= max(tp.offset, 0) for tp in committed)
     finally:
         consumer.close()
@@ -316,7 +317,7 @@ def grow_state(bootstrap: str, app_id: str, calls: int) -> None:
     for i in range(have, calls):
         key, (value, _) = templates[i % len(templates)]
         fresh = key.replace(f"{TENANT}/".encode(), f"{TENANT}/s{i}-".encode())
-        producer.produce(calls_changelog(app_id), value, fresh, partition=i % PARTITIONS)
+        producer.produce(calls_changelog(app_id), value, fresh, partition=i % topics.PARTITIONS)
         producer.poll(0)
     if producer.flush(120):
         raise BenchError("Kafka did not acknowledge the synthetic states within 120 s")

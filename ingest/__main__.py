@@ -5,7 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from broker.admin import callpipe_topics, ensure_topics
-from ingest.app import NO_KIND, create_app
+from ingest.app import create_app
 from ingest.server import server_config
 from ingest.settings import from_env
 from runtime import logs
@@ -16,8 +16,7 @@ def main() -> None:
     logs.setup(settings.log_level)
     ensure_topics(settings.kafka_bootstrap, callpipe_topics())
     app = create_app(settings)
-    ingest = app.state.ingest
-    uvicorn.Server(server_config(app, settings, lambda status: ingest.count(NO_KIND, status))).run()
+    uvicorn.Server(server_config(app, settings)).run()
 
 
 if __name__ == "__main__":

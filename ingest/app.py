@@ -149,21 +149,23 @@ class Ingest:
         archived headers cut (never the body); if it is still refused, `_TooLargeForKafka`."""
         rejection = rejected.detail if rejected else None
         outcome = records_for(webhook, parsed, self.codec, rejection)
-        try:
-            await self.producer.send_all(outcome.writes, self.settings.kafka_timeout_s)
+        if await self._sent(outcome):
             return outcome
-        except DeliveryError as exc:
-            if not exc.too_large:
-                raise
         outcome = records_for(webhook.with_trimmed_headers(), parsed, self.codec, rejection)
+        if await self._sent(outcome):
+            return outcome
+        raise _TooLargeForKafka(f"the body of {len(webhook.body)} bytes exceeds what Kafka accepts in one record; "
+                                "the webhook was not stored")
+
+    async def _sent(self, outcome: Outcome) -> bool:
+        """True once Kafka acknowledged every write; False when it refused one as too large."""
         try:
             await self.producer.send_all(outcome.writes, self.settings.kafka_timeout_s)
         except DeliveryError as exc:
             if exc.too_large:
-                raise _TooLargeForKafka(f"the body of {len(webhook.body)} bytes exceeds what Kafka accepts in one "
-                                        f"record ({exc}); nothing was stored") from None
+                return False
             raise
-        return outcome
+        return True
 
     async def unknown_kind(self, request: Request) -> Response:
         self.count(UNKNOWN_KIND, 404)

@@ -28,6 +28,7 @@ import uvicorn
 from starlette.applications import Starlette
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from ingest.app import NO_KIND, Ingest
 from ingest.body import BadRequest
 from ingest.settings import Settings
 
@@ -80,7 +81,7 @@ def guarded_protocol(settings: Settings, count: Callable[[int], None]) -> type[H
                 self._head_seen += len(data)
                 if self._head_seen > head_budget and HEAD_END not in data:
                     self._refuse(BadRequest(431, "headers_too_large",
-                                         f"request head exceeds {settings.max_header_bytes} bytes of headers"))
+                                            f"request head exceeds {settings.max_header_bytes} bytes of headers"))
                     return
             super().data_received(data)
 
@@ -92,17 +93,17 @@ def guarded_protocol(settings: Settings, count: Callable[[int], None]) -> type[H
             super().on_url(url)
             if len(self.url) > settings.max_url_bytes:
                 self._refuse_in_parser(BadRequest(414, "uri_too_long",
-                                               f"the URL exceeds {settings.max_url_bytes} bytes"))
+                                                  f"the URL exceeds {settings.max_url_bytes} bytes"))
 
         def on_header(self, name: bytes, value: bytes) -> None:
             self._header_count += 1
             self._head_size += len(name) + len(value)
             if self._header_count > settings.max_headers:
                 self._refuse_in_parser(BadRequest(431, "too_many_headers",
-                                               f"more than {settings.max_headers} headers"))
+                                                  f"more than {settings.max_headers} headers"))
             if self._head_size > settings.max_header_bytes:
                 self._refuse_in_parser(BadRequest(431, "headers_too_large",
-                                               f"headers exceed {settings.max_header_bytes} bytes"))
+                                                  f"headers exceed {settings.max_header_bytes} bytes"))
             super().on_header(name, value)
 
         def on_headers_complete(self) -> None:
@@ -110,7 +111,7 @@ def guarded_protocol(settings: Settings, count: Callable[[int], None]) -> type[H
             self._in_head = False
             if len(self.connections) > settings.max_connections:
                 self._refuse_in_parser(BadRequest(503, "overloaded",
-                                               f"more than {settings.max_connections} open connections"))
+                                                  f"more than {settings.max_connections} open connections"))
             super().on_headers_complete()
 
         def on_message_complete(self) -> None:
@@ -141,7 +142,7 @@ def guarded_protocol(settings: Settings, count: Callable[[int], None]) -> type[H
         def _head_timed_out(self) -> None:
             self._head_timer = None
             self._refuse(BadRequest(408, "head_timeout",
-                                 f"the request head did not arrive within {settings.header_timeout_s:g}s"))
+                                    f"the request head did not arrive within {settings.header_timeout_s:g}s"))
 
         def _cancel_head_timer(self) -> None:
             if self._head_timer is not None:
@@ -151,9 +152,15 @@ def guarded_protocol(settings: Settings, count: Callable[[int], None]) -> type[H
     return GuardedProtocol
 
 
-def server_config(app: Starlette, settings: Settings, count: Callable[[int], None]) -> uvicorn.Config:
-    """uvicorn's configuration for the ingest app: the guarded protocol (whose keep-alive is the idle timeout),
-    and proxy headers believed only from `INGEST_TRUSTED_PROXIES` (uvicorn trusts 127.0.0.1 by default)."""
+def server_config(app: Starlette, settings: Settings) -> uvicorn.Config:
+    """uvicorn's configuration for the ingest app (`ingest.app.create_app`): the guarded protocol, whose answers
+    the app's metrics count under kind `NO_KIND` and whose keep-alive is the idle timeout, and proxy headers
+    believed only from `INGEST_TRUSTED_PROXIES` (uvicorn trusts 127.0.0.1 by default)."""
+    ingest: Ingest = app.state.ingest
+
+    def count(status: int) -> None:
+        ingest.count(NO_KIND, status)
+
     return uvicorn.Config(
         app, host=settings.host, port=settings.port, loop="uvloop", http=guarded_protocol(settings, count),
         ws="none", log_config=None, access_log=False,

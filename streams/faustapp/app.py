@@ -40,7 +40,6 @@ from streams.settings import Settings
 
 log = logging.getLogger("callpipe.streams")
 
-PARTITIONS, TICKS, TENANT_FEED = topics.PARTITIONS, topics.TICKS, topics.TENANT_FEED
 TABLES = (*table_names(), *TENANT_TABLES)
 ENTITY_TOPICS = tuple(t for t in topics.INPUT_TOPICS if t is not topics.BALANCE_ALERTS)
 
@@ -52,7 +51,7 @@ def faust_app(settings: Settings) -> App:
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
         datadir=str(settings.data_dir),
-        topic_partitions=PARTITIONS,
+        topic_partitions=topics.PARTITIONS,
         topic_replication_factor=1,
         topic_allow_declare=False,
         table_standby_replicas=0,
@@ -65,11 +64,11 @@ def faust_app(settings: Settings) -> App:
 def raw_topic(app: faust.App, *names: str) -> TopicT:
     """Bytes in, bytes out: the agents decode and encode themselves (Avro for contracts, JSON for state)."""
     return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-                     partitions=PARTITIONS)
+                     partitions=topics.PARTITIONS)
 
 
 def entity_source(app: faust.App) -> TopicT:
-    return raw_topic(app, *(t.name for t in ENTITY_TOPICS), TICKS)
+    return raw_topic(app, *(t.name for t in ENTITY_TOPICS), topics.TICKS)
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -79,7 +78,7 @@ def create_app(settings: Settings) -> faust.App:
 
     def staged(name: str, **options: Any) -> Staged:
         # str keys (JSON on the changelog), raw bytes values: the batch layer's state JSON (batch/state_codec.py).
-        table = app.Table(name, default=None, partitions=PARTITIONS, key_type=str, value_type=bytes)
+        table = app.Table(name, default=None, partitions=topics.PARTITIONS, key_type=str, value_type=bytes)
 
         def write(partition: int, key: str, value: bytes) -> None:
             write_to_table(table, partition, key, value)
@@ -89,9 +88,9 @@ def create_app(settings: Settings) -> faust.App:
     entity_agent = Entities.over(staged, avro.decode, plan, settings.inactivity_timeout)
     tenant_agent = Tenants.over(staged, avro.decode)
 
-    tenant_source = raw_topic(app, topics.BALANCE_ALERTS.name, TENANT_FEED)
-    ticks = raw_topic(app, TICKS)
-    tenant_feed = raw_topic(app, TENANT_FEED)
+    tenant_source = raw_topic(app, topics.BALANCE_ALERTS.name, topics.TENANT_FEED)
+    ticks = raw_topic(app, topics.TICKS)
+    tenant_feed = raw_topic(app, topics.TENANT_FEED)
     out_topics = {t.name: raw_topic(app, t.name) for t in (*topics.OUTPUT_TOPICS, topics.DEADLETTER)}
 
     async def publish(output: Output) -> None:
@@ -133,7 +132,7 @@ def create_app(settings: Settings) -> faust.App:
     async def entities(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_max_events, settings.batch_window_s):
             items = [Tick(e.message.partition, datetime.fromisoformat(bytes(e.value).decode()))
-                     if e.message.topic == TICKS else event(e) for e in events]
+                     if e.message.topic == topics.TICKS else event(e) for e in events]
             await finish(entity_agent.staged(), entity_agent.process(items), events)
 
     @app.agent(tenant_source)
@@ -145,7 +144,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(interval=settings.tick_interval_s, on_leader=True)
     async def tick() -> None:
         now = datetime.now(UTC).isoformat().encode()
-        for partition in range(PARTITIONS):
+        for partition in range(topics.PARTITIONS):
             await ticks.send(value=now, partition=partition)
 
     del entities, tenants, tick  # registered on the app by their decorators

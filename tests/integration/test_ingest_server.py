@@ -55,7 +55,7 @@ def guarded(kafka: str, **overrides: Any) -> Iterator[Server]:
     ingest: Ingest = app.state.ingest
 
     def config(app: Starlette, port: int) -> uvicorn.Config:
-        return server_config(app, replace(settings, port=port), lambda status: ingest.count(NO_KIND, status))
+        return server_config(app, replace(settings, port=port))
 
     with serve(app, config) as url:
         parts = urlsplit(url)

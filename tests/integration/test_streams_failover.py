@@ -39,7 +39,6 @@ from streams import settings as streams_settings
 from streams.domain import correlate, single_leg, sms
 from streams.domain.billing.metrics import ENTITY_CALL, ENTITY_SINGLE_LEG, ENTITY_SMS
 from streams.domain.billing.rating import rate_call, rate_single_leg, rate_sms
-from streams.faustapp.app import PARTITIONS, TENANT_FEED, TICKS
 from tests.integration.helpers import NO_LEADER_YET, eventually, read_topic
 from tests.metrics_oracle import MetricsState
 
@@ -58,7 +57,7 @@ SMS_KINDS = frozenset({"envio_sms", "resposta_sms"})
 # five until the seek fix in streams/faustapp/patches.py (docs/DESIGN.md, "Known limits"): run it with 10 after
 # changing that file or the Faust version.
 LOAD_TENANTS = int(os.environ.get("FAILOVER_LOAD_TENANTS", "3"))
-STREAMS_INPUTS = [t.name for t in topics.INPUT_TOPICS] + [TENANT_FEED]
+STREAMS_INPUTS = [t.name for t in topics.INPUT_TOPICS] + [topics.TENANT_FEED]
 SINK_INPUTS = [t.name for t in topics.OUTPUT_TOPICS]
 
 
@@ -122,7 +121,7 @@ def cluster(kafka: str, tmp_path: Path) -> Iterator[Cluster]:
     app_id = f"callpipe-streams-failover-{uuid.uuid4().hex[:8]}"
     sink_group = f"sink-{app_id}"
     create_topics(kafka, app_id)
-    inputs = [*STREAMS_INPUTS, TICKS]
+    inputs = [*STREAMS_INPUTS, topics.TICKS]
     eventually(lambda: start_at_end(kafka, app_id, inputs), 60, "the group's offsets at the end of the topics")
     services = Services(tmp_path, service_env(
         tmp_path, kafka, None, SINK_QUERY_PORT=str(free_port()), STREAMS_APP_ID=app_id, SINK_GROUP_ID=sink_group,
@@ -146,7 +145,7 @@ def start_at_end(bootstrap: str, group: str, names: list[str]) -> bool:
     consumer = Consumer(consumer_config(bootstrap, group))
     try:
         ends = [TopicPartition(n, p, consumer.get_watermark_offsets(TopicPartition(n, p), timeout=10)[1])
-                for n in names for p in range(PARTITIONS)]
+                for n in names for p in range(topics.PARTITIONS)]
         consumer.commit(offsets=ends, asynchronous=False)
         return True
     except KafkaException as exc:
@@ -172,7 +171,7 @@ def behind(bootstrap: str, group: str, names: list[str]) -> list[str]:
     """The partitions `group` has not committed to their end: "topic[p] committed/end"."""
     consumer = Consumer(consumer_config(bootstrap, group))
     try:
-        committed = consumer.committed([TopicPartition(n, p) for n in names for p in range(PARTITIONS)],
+        committed = consumer.committed([TopicPartition(n, p) for n in names for p in range(topics.PARTITIONS)],
                                        timeout=10)
         lagging = []
         for tp in committed:
