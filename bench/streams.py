@@ -53,6 +53,7 @@ from streams.batch import state_codec
 from streams.batch.entities import Entities
 from streams.batch.events import Event
 from streams.batch.staging import Staged, dict_writer
+from streams.batch.tenants import share_message
 from streams.domain import correlate
 from streams.domain.billing.metrics import ENTITY_CALL
 from streams.domain.billing.rating import rate_call
@@ -134,7 +135,8 @@ def domain_pass(events: list[tuple[str, str, bytes]], agent: bool) -> tuple[Rate
 
 def batch_pass(events: list[tuple[str, str, bytes]], batch_size: int = 1000) -> Rate:
     """The `entities` agent's own batch code (streams/batch/entities.py) over dict-backed tables, in batches of the
-    worker's default size: fold, one state write per changed key, one record and one tenant-feed item per call."""
+    worker's default size: fold, one state write per changed key, one record and one tenant-feed item per call,
+    one window-share message per changed share."""
     avro, plan, timeout = SingleObjectCodec(), streams_settings.from_env().rating_plan, timedelta(seconds=120)
     stores: dict[str, dict[str, bytes]] = {}
 
@@ -142,18 +144,21 @@ def batch_pass(events: list[tuple[str, str, bytes]], batch_size: int = 1000) -> 
         store = stores.setdefault(name, {})
         return Staged(store, dict_writer(store), **options)
 
-    agent = Entities.over(staged, avro.decode, plan, timeout)
+    agent = Entities.over(staged, avro.decode, plan, timeout, timedelta(hours=48))
     items = [Event(topic, zlib.crc32(key.encode()) % topics.PARTITIONS, offset, value)
              for offset, (topic, key, value) in enumerate(events)]
+    now = datetime.now(UTC)
     cpu, wall = time.process_time(), time.perf_counter()
     for start in range(0, len(items), batch_size):
-        batch = agent.process(items[start:start + batch_size])
+        batch = agent.process(items[start:start + batch_size], now)
         for table in agent.staged():
             table.flush()
         for output in batch.outputs.values():
             avro.encode(output.topic.name, output.topic.schema, output.record)
         for entity, record in batch.feed.values():
             state_codec.encode({"entity": entity, "record": record})
+        for partition, window, share in batch.shares:
+            share_message(partition, window, share, agent.shares.clocks.get(partition))
     return Rate(len(events), time.process_time() - cpu, time.perf_counter() - wall)
 
 

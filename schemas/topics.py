@@ -103,7 +103,10 @@ class InternalTopic:
 TICKS = "callpipe-streams-ticks"
 """The leader's clock, sent to every partition of the entity agent (provisional records for quiet calls)."""
 TENANT_FEED = "callpipe-streams-tenant-feed"
-"""Rated records keyed by tenant, from the entity agent to the tenant agent."""
+"""Rated records keyed by tenant, from the entity agent to the tenant agent (spend since the last balance alert)."""
+WINDOW_SHARES = "callpipe-streams-window-shares"
+"""Each entity partition's share of a metric window, keyed by the window, from the entity agent to the tenant
+agent, which adds the shares up (docs/DESIGN.md, "Metric windows")."""
 STATE_TABLES = ("calls", "open_calls", "conferences", "extensions", "single_leg", "sms", "validations",
                 "voicemails", "metric_entities", "metric_windows", "tenant_balance")
 """The streams agents' state tables, one compacted changelog topic each (streams/batch checks it holds them)."""
@@ -114,6 +117,7 @@ def streams_internal(app_id: str = STREAMS_APP_ID) -> tuple[InternalTopic, ...]:
     return (
         InternalTopic(TICKS, PARTITIONS, {"retention.ms": str(3_600_000)}),
         InternalTopic(TENANT_FEED, PARTITIONS),
+        InternalTopic(WINDOW_SHARES, PARTITIONS),
         InternalTopic(f"{app_id}-__assignor-__leader", 1),
         *(InternalTopic(f"{app_id}-{name}-changelog", PARTITIONS, compacted) for name in STATE_TABLES),
     )

@@ -18,6 +18,7 @@ class Settings:
     schema_registry_url: str | None
     data_dir: Path
     inactivity_timeout: timedelta
+    metric_grace: timedelta
     tick_interval_s: float
     batch_max_events: int
     batch_window_s: float
@@ -37,6 +38,7 @@ def from_env() -> Settings:
         schema_registry_url=env.schema_registry_url(),
         data_dir=Path(env.text("STREAMS_DATA_DIR", ".data/streams")),
         inactivity_timeout=timedelta(seconds=env.number("STREAMS_INACTIVITY_TIMEOUT_S", 120.0)),
+        metric_grace=timedelta(seconds=env.number("STREAMS_METRIC_GRACE_S", 48 * 3600.0)),
         tick_interval_s=env.number("STREAMS_TICK_INTERVAL_S", 5.0),
         batch_max_events=env.integer("STREAMS_BATCH_MAX_EVENTS", 1000),
         batch_window_s=env.number("STREAMS_BATCH_WINDOW_S", 0.1),

@@ -1,81 +1,52 @@
-"""The test oracle of the metric windows: every window and every entity's last contribution in memory, folded
-one record at a time with the domain functions (streams/domain/billing/metrics.py). The agents' tables must hold
-what it holds."""
+"""The test oracle of the metric windows: the aggregate of the final record of every entity, summed directly from
+each record's contributions (streams/domain/billing/metrics.py `contributions`), with none of the incremental
+machinery (registers, shares, versions) the agents use. Whatever the agents did, their windows must equal it."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
-from streams.batch import state_codec as codec
-from streams.batch.metric_state import entity_json, entity_value
 from streams.domain.billing.metrics import (
-    Aggregate,
-    EntityState,
+    COUNTERS,
+    MONEY,
+    Contribution,
     WindowKey,
-    _ms,
-    entity_key,
-    replace,
-    update_window,
-    window_key,
+    WindowSum,
+    add,
+    contributions,
+    empty_contribution,
+    is_empty,
     window_record,
 )
 from streams.domain.records import Record
 
+VOLATILE = ("version", "updated_at")
+"""Record fields that say how a window was reached, not what it holds."""
 
-class MetricsState:
-    """Windows plus the last contribution of each entity (for retraction). Both maps are JSON-serializable.
 
-    Window ``version`` is a per-window change counter (kept in the window's state), so the sink keeps the
-    newest value; a window emptied by retractions is kept (and emitted with zeros) so that its version never
-    restarts.
-    """
+def aggregate(finals: Iterable[tuple[Record, str]]) -> dict[WindowKey, Contribution]:
+    """(final record, entity kind) of every entity -> each window's total."""
+    totals: dict[WindowKey, Contribution] = {}
+    for record, entity in finals:
+        for key, part in contributions(record, entity).items():
+            add(totals.setdefault(key, empty_contribution()), part)
+    return totals
 
-    def __init__(self) -> None:
-        self.windows: dict[WindowKey, Aggregate] = {}
-        self.entities: dict[str, EntityState] = {}
-        # Windows before this were dropped: late records must not resurrect them with partial sums.
-        self.expired_before_ms = 0
 
-    def upsert(self, record: Record, entity: str, now: datetime) -> set[WindowKey]:
-        """Apply a record version; returns the windows whose value changed (to be emitted)."""
-        key = entity_key(record, entity)
-        replaced = replace(self.entities.get(key), record, entity)
-        if replaced is None:
-            return set()
-        self.entities[key], changes = replaced
-        live = {window: change for window, change in changes.items() if window[2] >= self.expired_before_ms}
-        for window, (old, new) in live.items():
-            self.windows[window] = update_window(self.windows.get(window), old, new, now)
-        return set(live)
+def window_records(totals: dict[WindowKey, Contribution]) -> dict[WindowKey, dict[str, Any]]:
+    """The MetricWindow records of non-empty windows, without the volatile fields."""
+    epoch = datetime.fromtimestamp(0, tz=UTC)
+    return {key: _content(window_record(key, WindowSum(sum=total, version=0, updated_at=epoch)))
+            for key, total in totals.items() if not is_empty(total)}
 
-    def records(self, keys: Iterable[WindowKey] | None = None) -> list[Record]:
-        chosen = sorted(self.windows if keys is None else keys)
-        return [window_record(key, self.windows[key]) for key in chosen]
 
-    def expire(self, before: datetime) -> None:
-        """Forget windows that start before ``before`` and entities that only touched such windows."""
-        limit = max(self.expired_before_ms, _ms(before))
-        self.expired_before_ms = limit
-        self.windows = {k: v for k, v in self.windows.items() if k[2] >= limit}
-        self.entities = {
-            k: v for k, v in self.entities.items() if any(key[2] >= limit for key in v["contributions"])
-        }
+def contents(records: Iterable[tuple[WindowKey, dict[str, Any]]]) -> dict[WindowKey, dict[str, Any]]:
+    """Published window records -> what they hold (empty windows left out: an entity that moved leaves one)."""
+    return {key: _content(record) for key, record in records
+            if any(record[name] for name in (*COUNTERS, *MONEY, "peak_concurrent_calls", "disconnect_causes"))}
 
-    def to_json(self) -> str:
-        return codec.dumps(
-            {
-                "expired_before_ms": self.expired_before_ms,
-                "windows": [[list(k), v] for k, v in self.windows.items()],
-                "entities": {k: entity_json(v) for k, v in self.entities.items()},
-            }
-        )
 
-    @classmethod
-    def from_json(cls, text: str | bytes) -> MetricsState:
-        data = codec.loads(text)
-        state = cls()
-        state.expired_before_ms = data.get("expired_before_ms", 0)
-        state.windows = {window_key(k): v for k, v in data["windows"]}
-        state.entities = {k: entity_value(v) for k, v in data["entities"].items()}
-        return state
+def _content(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in VOLATILE}

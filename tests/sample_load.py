@@ -31,13 +31,14 @@ from streams.batch import state_codec
 from streams.batch.entities import Entities
 from streams.batch.events import Batch, Event, Tick
 from streams.batch.staging import Staged, dict_writer
-from streams.batch.tenants import Tenants
+from streams.batch.tenants import Tenants, share_message
 from streams.domain.billing.rating import DEFAULT_PLAN
 
 TENANT = "demo"
 START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # 09:00 in São Paulo: the sample's provider hour starts
 STEP = timedelta(seconds=7)  # 520 lines over about an hour, like the provider timestamps in the bodies
 INACTIVITY = timedelta(seconds=120)  # STREAMS_INACTIVITY_TIMEOUT_S's default
+GRACE = timedelta(hours=48)  # STREAMS_METRIC_GRACE_S's default
 FINAL_TICK = timedelta(days=1)  # far beyond INACTIVITY: every call without an end webhook goes provisional
 HEADERS = {"content-type": "application/json", "user-agent": "callpipe-sample-load"}
 
@@ -57,8 +58,8 @@ class _Pipeline:
             store = stores.setdefault(name, {})
             return Staged(store, dict_writer(store), **options)
 
-        self.entities = Entities.over(staged, self.codec.decode, DEFAULT_PLAN, INACTIVITY)
-        self.tenants = Tenants.over(staged, self.codec.decode)
+        self.entities = Entities.over(staged, self.codec.decode, DEFAULT_PLAN, INACTIVITY, GRACE)
+        self.tenants = Tenants.over(staged, self.codec.decode, GRACE)
 
     def ingest(self, kind: str, body: Any, payload: bytes, received_at: datetime) -> None:
         outcome = records_for(Webhook(TENANT, kind, payload, received_at, HEADERS), body, self.codec)
@@ -70,9 +71,12 @@ class _Pipeline:
                 self.run_entities([Event(topic, 0, 0, value)], received_at)
 
     def run_entities(self, items: list[Event | Tick], now: datetime) -> None:
-        batch = self.run(self.entities, self.entities.process(items))
+        batch = self.run(self.entities, self.entities.process(items, now))
+        assert not batch.late, batch.late
         feed = [Event(TENANT_FEED, 0, 0, state_codec.encode({"entity": entity, "record": record}))
                 for entity, record in batch.feed.values()]
+        feed += [Event(topics.WINDOW_SHARES, 0, 0, share_message(p, window, share, self.entities.shares.clocks.get(p)))
+                 for p, window, share in batch.shares]
         if feed:
             self.run(self.tenants, self.tenants.process(feed, now))
 

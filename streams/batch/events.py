@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from schemas.topics import Topic
+from streams.domain.billing.metrics import WindowKey, WindowSum
 from streams.domain.records import Record
 
 
@@ -33,6 +34,16 @@ class Tick:
     now: datetime
 
 
+@dataclass(frozen=True)
+class Late:
+    """A rated record left out of the metrics because it would change a closed window (docs/DESIGN.md, "Late
+    events"); the record itself is published as usual."""
+
+    entity: str
+    key: str
+    record: Record
+
+
 @dataclass
 class Batch:
     """What a batch produced. Records are kept per (topic, key, part), so that only the last version is sent."""
@@ -41,6 +52,9 @@ class Batch:
     feed: dict[tuple[str, str], tuple[str, Record]] = field(default_factory=dict)
     """(entity, id) -> (entity, rated record), for the per-tenant metrics and balance."""
     failures: list[tuple[Event, Exception]] = field(default_factory=list)
+    shares: list[tuple[int, WindowKey, WindowSum]] = field(default_factory=list)
+    """(partition, window, that partition's share of the window) for every share the batch changed."""
+    late: list[Late] = field(default_factory=list)
 
     def publish(self, output: Output, part: str = "") -> None:
         """`part` tells apart records of one key that are not versions of each other (conference sessions)."""

@@ -1,12 +1,12 @@
-"""How the per-tenant agent's metric state is written to its tables: window keys as their stable JSON text (a
-key's bytes are its identity) and entity states as JSON with their window keys as lists."""
+"""How the metric registers and window sums are written as JSON: window keys as their stable JSON text (a key's
+bytes are its identity), a register's windows as a list of [key, contribution] pairs."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from streams.batch import state_codec as codec
-from streams.domain.billing.metrics import EntityState, WindowKey, window_key
+from streams.domain.billing.metrics import Contribution, MetricEntity, WindowKey, WindowSum
 
 
 def dump_key(key: WindowKey) -> str:
@@ -17,17 +17,28 @@ def load_key(text: str | bytes) -> WindowKey:
     return window_key(codec.loads(text))
 
 
-def entity_json(state: EntityState) -> dict[str, Any]:
-    return {"version": state["version"], "contributions": [[list(w), c] for w, c in state["contributions"].items()]}
+def window_key(items: list[Any]) -> WindowKey:
+    tenant, size, start, dimension, value = items
+    return (str(tenant), str(size), int(start), str(dimension), str(value))
 
 
-def entity_value(data: dict[str, Any]) -> EntityState:
-    return {"version": data["version"], "contributions": {window_key(w): c for w, c in data["contributions"]}}
+def dump_entity(state: MetricEntity) -> bytes:
+    return codec.encode({"version": state["version"], "updated_at": state["updated_at"],
+                         "partition": state["partition"],
+                         "windows": [[list(w), c] for w, c in state["windows"].items()]})
 
 
-def dump_entity(state: EntityState) -> bytes:
-    return codec.encode(entity_json(state))
+def load_entity(text: str | bytes) -> MetricEntity:
+    data = codec.loads(text)
+    windows: dict[WindowKey, Contribution | None] = {window_key(w): c for w, c in data["windows"]}
+    return MetricEntity(version=data["version"], windows=windows, updated_at=data["updated_at"],
+                        partition=data["partition"])
 
 
-def load_entity(text: str | bytes) -> EntityState:
-    return entity_value(codec.loads(text))
+def dump_sum(window: WindowSum) -> Any:
+    """A window sum as JSON-ready data (for the state codec)."""
+    return {"sum": window["sum"], "version": window["version"], "updated_at": window["updated_at"]}
+
+
+def load_sum(data: Any) -> WindowSum:
+    return WindowSum(sum=data["sum"], version=data["version"], updated_at=data["updated_at"])

@@ -17,13 +17,17 @@ from typing import Any
 
 from streams.batch import state_codec as codec
 
-StoreWrite = Callable[[int, str, bytes], None]
-"""(partition, key, encoded value) -> None: stores the value and queues its changelog record."""
+StoreWrite = Callable[[int, str, bytes | None], None]
+"""(partition, key, encoded value) -> None: stores the value and queues its changelog record; a None value
+deletes the key and queues a tombstone (compaction then drops the key)."""
 
 
 def dict_writer(store: dict[str, bytes]) -> StoreWrite:
-    def write(partition: int, key: str, value: bytes) -> None:
-        store[key] = value
+    def write(partition: int, key: str, value: bytes | None) -> None:
+        if value is None:
+            store.pop(key, None)
+        else:
+            store[key] = value
 
     return write
 
@@ -58,9 +62,16 @@ class Staged:
     def put(self, partition: int, key: str, value: Any) -> None:
         self._changed[key] = (partition, value)
 
+    def delete(self, partition: int, key: str) -> None:
+        self._changed[key] = (partition, None)
+
     def flush(self) -> int:
         """Write every changed key once; returns how many."""
         for key, (partition, value) in self._changed.items():
+            if value is None:
+                self.write(partition, key, None)
+                self._cache.pop(key, None)
+                continue
             text = self.encode(value)
             self.write(partition, key, text)
             if self.cache_size:

@@ -1,15 +1,24 @@
-"""What the `tenants` agent does with one batch: balance alerts and rated records (the tenant feed) update the
-per-tenant metric windows and the spend since the last balance alert.
+"""What the `tenants` agent does with one batch: balance alerts and rated records (the tenant feed) update each
+tenant's spend since its last balance alert; the partitions' window shares (streams/batch/window_shares.py) are
+added up into the metric windows.
 
-Metric state is kept per entity (its last contribution, so that a newer version retracts it) and per window,
-so a record touches only the windows it changes. Each window and balance the batch changed is published once,
-at its value after the whole batch. No Faust or Kafka import (see streams/batch/entities.py).
+A window's state holds the latest share of each source partition (a share with a higher version replaces the
+one before, a repeated one changes nothing), so the window is the sum of its partitions' shares whatever order
+and however often they arrive. Each window and balance the batch touched is published once, at its value after
+the whole batch. No Faust or Kafka import (see streams/batch/entities.py).
+
+Lifecycle: the agent's event-time clock per partition is the latest clock the shares it read carry; a window
+closes `grace` after its end on that clock and is evicted (a tombstone). A share of a closed window is late: it
+is counted (`late_shares`) and dropped, so that an evicted window is never published again with part of its
+sum.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+import heapq
+from collections.abc import Callable, Container, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypedDict
 
 from schemas import topics
 from streams.batch import metric_state
@@ -18,70 +27,132 @@ from streams.batch.events import Batch, Event, Output
 from streams.batch.staging import Staged
 from streams.domain import billing
 from streams.domain.billing import balance, metrics
+from streams.domain.billing.metrics import WindowKey, WindowSum
 from streams.domain.records import Record
 
-TABLES = ("metric_entities", "metric_windows", "tenant_balance")
+TABLES = ("metric_windows", "tenant_balance")
+
+
+class WindowState(TypedDict):
+    shares: dict[str, WindowSum]
+    """source partition (as text: JSON keys) -> its latest share"""
+    partition: int
+    """The partition of the window's key (which holds the window)."""
+
+
+def share_message(partition: int, window: WindowKey, share: WindowSum, clock: datetime | None) -> bytes:
+    """A partition's share of a window as the entities agent sends it (keyed by the window, `dump_key`)."""
+    return codec.encode({"window": list(window), "partition": partition, "clock": clock,
+                         **metric_state.dump_sum(share)})
+
+
+def _dump_window(state: WindowState) -> bytes:
+    return codec.encode({"shares": {p: metric_state.dump_sum(s) for p, s in state["shares"].items()},
+                         "partition": state["partition"]})
+
+
+def _load_window(text: bytes) -> WindowState:
+    data = codec.loads(text)
+    return WindowState(shares={p: metric_state.load_sum(s) for p, s in data["shares"].items()},
+                       partition=data["partition"])
 
 
 class Tenants:
-    """`entities`: per metric entity, its last contribution; `windows`: aggregates by window key; `balances`:
-    spend since the last alert, by tenant."""
+    """`windows`: the metric windows by window key; `balances`: spend since the last alert, by tenant."""
 
-    def __init__(self, entities: Staged, windows: Staged, balances: Staged,
-                 decode: Callable[[str, bytes], Record]) -> None:
-        self.entities, self.windows, self.balances, self.decode = entities, windows, balances, decode
+    def __init__(self, windows: Staged, balances: Staged, decode: Callable[[str, bytes], Record],
+                 grace: timedelta) -> None:
+        self.windows, self.balances, self.decode, self.grace = windows, balances, decode, grace
+        self.clocks: dict[int, datetime] = {}
+        self._expiry: dict[int, list[tuple[datetime, str]]] = {}
+        self.late_shares = 0
 
     @classmethod
-    def over(cls, staged: Callable[..., Staged], decode: Callable[[str, bytes], Record]) -> Tenants:
+    def over(cls, staged: Callable[..., Staged], decode: Callable[[str, bytes], Record],
+             grace: timedelta) -> Tenants:
         """The agent over the tables `staged(name, **options)` makes (Faust tables, or dicts in tests)."""
-        return cls(staged("metric_entities", encode=metric_state.dump_entity, decode=metric_state.load_entity),
-                   staged("metric_windows"), staged("tenant_balance"), decode)
+        return cls(staged("metric_windows", encode=_dump_window, decode=_load_window), staged("tenant_balance"),
+                   decode, grace)
 
     def staged(self) -> Iterable[Staged]:
-        return (self.entities, self.windows, self.balances)
+        return (self.windows, self.balances)
+
+    def rebuild_expiry(self, stored: Iterable[tuple[str, bytes]], partitions: Container[int]) -> None:
+        """After a changelog recovery: the eviction schedule of the stored windows (key, value) of the
+        partitions this worker holds."""
+        self._expiry = {}
+        for key, value in stored:
+            partition = _load_window(value)["partition"]
+            if partition in partitions:
+                self._schedule(partition, key)
 
     def process(self, items: Sequence[Event], now: datetime) -> Batch:
         batch = Batch()
         changed_windows: set[str] = set()
         changed_tenants: set[str] = set()
+        partitions = set()
         for event in items:
+            partitions.add(event.partition)
             try:
+                if event.topic == topics.WINDOW_SHARES:
+                    changed_windows |= self._share(event.partition, codec.loads(event.value))
+                    continue
                 if event.topic == topics.BALANCE_ALERTS.name:
                     alert = self.decode(event.topic, event.value)
                     tenant = alert["tenant"]
                     state = balance.apply_alert(self.balances.get(tenant), alert)
                 else:
                     item = codec.loads(event.value)
-                    record, entity = item["record"], item["entity"]
+                    record = item["record"]
                     tenant = record["tenant"]
-                    changed_windows |= self._update_metrics(event.partition, record, entity, now)
-                    state = billing.spend(entity, self.balances.get(tenant), record)
+                    state = billing.spend(item["entity"], self.balances.get(tenant), record)
                 self.balances.put(event.partition, tenant, state)
                 changed_tenants.add(tenant)
             except (ValueError, KeyError, TypeError) as exc:
                 batch.failures.append((event, exc))
-        for window_key in sorted(changed_windows):
-            record = metrics.window_record(metric_state.load_key(window_key), self.windows.get(window_key))
-            batch.publish(Output(topics.OUT_METRICS, window_key, record))
+        for key in sorted(changed_windows):
+            window = metric_state.load_key(key)
+            held: WindowState = self.windows.get(key)
+            record = metrics.window_record(window, metrics.combine(held["shares"].values()))
+            batch.publish(Output(topics.OUT_METRICS, key, record))
         for tenant in sorted(changed_tenants):
             batch.publish(Output(topics.OUT_BALANCE, tenant, balance.to_record(self.balances.get(tenant), now)))
+        for partition in sorted(partitions):
+            self._evict(partition)
         return batch
 
-    def _update_metrics(self, partition: int, record: Record, entity: str, now: datetime) -> set[str]:
-        """The keys of the windows the record changed."""
-        key = metrics.entity_key(record, entity)
-        previous = self.entities.get(key)
-        replaced = metrics.replace(previous, record, entity)
-        if replaced is None:
-            # A version already counted, e.g. fed again after a crash that may have come between the window's
-            # changelog write and its record: publish the windows it counts in again (the sink keeps one).
-            return {metric_state.dump_key(window) for window in previous["contributions"]} if previous else set()
-        entity_state, changes = replaced
-        self.entities.put(partition, key, entity_state)
-        changed = set()
-        for window, (old, new) in changes.items():
-            window_key = metric_state.dump_key(window)
-            self.windows.put(partition, window_key,
-                             metrics.update_window(self.windows.get(window_key), old, new, now))
-            changed.add(window_key)
-        return changed
+    def _share(self, partition: int, message: dict[str, Any]) -> set[str]:
+        """The window keys to publish: the share's window, unless it is late."""
+        window = metric_state.window_key(message["window"])
+        key = metric_state.dump_key(window)
+        clock = message["clock"]
+        if clock is not None and (partition not in self.clocks or clock > self.clocks[partition]):
+            self.clocks[partition] = clock
+        if self._closed(partition, window):
+            self.late_shares += 1
+            return set()
+        share = metric_state.load_sum(message)
+        state: WindowState | None = self.windows.get(key)
+        if state is None:
+            self._schedule(partition, key)
+        source = str(message["partition"])
+        current = state["shares"].get(source) if state else None
+        if current is None or share["version"] > current["version"]:
+            shares = {**(state["shares"] if state else {}), source: share}
+            self.windows.put(partition, key, WindowState(shares=shares, partition=partition))
+        return {key}
+
+    def _closed(self, partition: int, window: WindowKey) -> bool:
+        clock = self.clocks.get(partition)
+        return clock is not None and metrics.window_end(window) + self.grace <= clock
+
+    def _schedule(self, partition: int, key: str) -> None:
+        closes = metrics.window_end(metric_state.load_key(key)) + self.grace
+        heapq.heappush(self._expiry.setdefault(partition, []), (closes, key))
+
+    def _evict(self, partition: int) -> None:
+        clock = self.clocks.get(partition)
+        heap = self._expiry.get(partition, [])
+        while clock is not None and heap and heap[0][0] <= clock:
+            _, key = heapq.heappop(heap)
+            self.windows.delete(partition, key)

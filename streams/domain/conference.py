@@ -9,12 +9,29 @@ Events other than "Entrou"/"Saiu" are only counted. ``version`` = distinct event
 from __future__ import annotations
 
 from bisect import insort
-from typing import Any
+from datetime import datetime
+from typing import TypedDict
 
-from streams.domain.merge import add_id, clone, event_key, get, put
+from streams.domain.merge import Registers, add_id, clone, event_key, get, put
 from streams.domain.records import KIND_CONFERENCE, Record
 
-ConferenceState = dict[str, Any]
+
+class Participant(TypedDict):
+    event_ids: list[str]
+    fields: Registers
+    joins: list[datetime]
+    """Sorted, like ``leaves``."""
+    leaves: list[datetime]
+    other: int
+    """How many of its events were neither a join nor a leave."""
+
+
+class ConferenceState(TypedDict):
+    conference_id: int
+    tenant: str
+    participants: dict[str, Participant]
+    """By participant_key."""
+
 JOINED = "entrou"
 LEFT = "saiu"
 

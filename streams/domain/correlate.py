@@ -7,7 +7,10 @@ any order and any duplication of the same set of events:
 
 * the set of applied event ids (sorted list) — duplicates are ignored, ``event_count`` is its size;
 * scalar facts (number, type, status, durations, tags, ...) are last-writer-wins registers ordered by
-  ``(rank, event time, event_id)``; ``chamada_fim`` ranks higher (the end webhook wins); nulls never win;
+  ``(rank, event time, lifecycle rank, event_id)``; ``chamada_fim`` ranks higher (the end webhook wins); at an
+  equal time a leg's facts come from the observation furthest in its lifecycle (records.lifecycle_rank: leg
+  times have 1 s resolution, and chamando -> congestionado within a second must end congestionado), the
+  call's facts from the event whose furthest leg is furthest; nulls never win;
 * billing facts (billed seconds, price) come from ``chamada_fim`` only: nothing is billed before the end;
 * per leg, each observed status keeps the earliest time it was observed; ring/answer/start are minima and the
   end time is the maximum of ``started + total_seconds`` over all observations.
@@ -27,9 +30,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TypedDict
 
-from streams.domain.merge import EventKey, add_id, earliest, event_key, get, latest, put
+from streams.domain.merge import EventKey, Registers, add_id, earliest, get, latest, progress_key, put
 from streams.domain.records import (
     KIND_CALL_END,
     KIND_CALL_EVENT,
@@ -38,11 +41,36 @@ from streams.domain.records import (
     STATUS_PREPARING,
     STATUS_RINGING,
     Record,
+    lifecycle_rank,
     millis_between,
     plus_seconds,
 )
 
-CallState = dict[str, Any]
+
+class LegState(TypedDict):
+    fields: Registers
+    status_times: dict[str, datetime | None]
+    """Each status observed, with the earliest time it was observed at (None: observed without a time)."""
+    started_at: datetime | None
+    ring_at: datetime | None
+    answer_at: datetime | None
+    end_at: datetime | None
+
+
+class CallState(TypedDict):
+    call_id: int
+    tenant: str
+    event_ids: list[str]
+    end_seen: bool
+    fields: Registers
+    legs: dict[str, LegState]
+    """By leg name (LEGS)."""
+    # Arrival-dependent bookkeeping, kept out of every merged fact:
+    last_received_at: datetime | None
+    emitted_count: int
+    emitted_end: bool
+    late_event_count: int
+
 
 CALL_KINDS = frozenset({KIND_CALL_EVENT, KIND_CALL_STATUS, KIND_CALL_END})
 LEGS = ("origin", "destination")
@@ -85,7 +113,6 @@ def new_state(call_id: int, tenant: str) -> CallState:
         "end_seen": False,
         "fields": {},
         "legs": {name: _new_leg() for name in LEGS},
-        # Arrival-dependent bookkeeping, kept out of every merged fact:
         "last_received_at": None,
         "emitted_count": 0,
         "emitted_end": False,
@@ -93,7 +120,7 @@ def new_state(call_id: int, tenant: str) -> CallState:
     }
 
 
-def _new_leg() -> dict[str, Any]:
+def _new_leg() -> LegState:
     return {
         "fields": {},
         "status_times": {},
@@ -142,7 +169,7 @@ def _copy_for_update(state: CallState) -> CallState:
     }
 
 
-def _copy_leg(leg: dict[str, Any]) -> dict[str, Any]:
+def _copy_leg(leg: LegState) -> LegState:
     return {**leg, "fields": dict(leg["fields"]), "status_times": dict(leg["status_times"])}
 
 
@@ -156,19 +183,28 @@ def _live_leg_time(leg: Record) -> datetime | None:
 def _apply_leg_event(state: CallState, event: Record) -> None:
     # The top-level data_criacao is the call's creation time (provider docs), the same on every event of the call,
     # so the event's own time comes from its legs.
-    leg_times = {name: _live_leg_time(event.get(name) or {}) for name in LEGS}
+    legs = {name: event.get(name) or {} for name in LEGS}
+    leg_times = {name: _live_leg_time(leg) for name, leg in legs.items()}
     known = [t for t in leg_times.values() if t is not None]
     at = max(known) if known else event.get("created_at")
-    key = event_key(RANK_LIVE, at, event["event_id"])
+    key, leg_keys = _keys(RANK_LIVE, at, legs, event["event_id"])
     for name in _CALL_FIELDS_LIVE:
         put(state["fields"], name, key, event.get(name))
-    for name in LEGS:
-        leg = event.get(name)
+    for name, leg in legs.items():
         if leg:
-            _observe_live_leg(state["legs"][name], leg, key, leg_times[name] or at)
+            _observe_live_leg(state["legs"][name], leg, leg_keys[name], leg_times[name] or at)
 
 
-def _observe_live_leg(acc: dict[str, Any], leg: Record, key: EventKey, at: datetime | None) -> None:
+def _keys(
+    rank: int, at: datetime | None, legs: dict[str, Record], event_id: str
+) -> tuple[EventKey, dict[str, EventKey]]:
+    """The key of the event's call facts and, per leg, of that leg's facts."""
+    progress = {name: lifecycle_rank(leg.get("status"), leg.get("active")) for name, leg in legs.items()}
+    leg_keys = {name: progress_key(rank, at, value, event_id) for name, value in progress.items()}
+    return progress_key(rank, at, max(progress.values()), event_id), leg_keys
+
+
+def _observe_live_leg(acc: LegState, leg: Record, key: EventKey, at: datetime | None) -> None:
     for name in _LEG_FIELDS_LIVE:
         put(acc["fields"], name, key, leg.get(name))
     put(acc["fields"], "active", key, leg.get("active"))
@@ -191,19 +227,17 @@ def _apply_snapshot(state: CallState, event: Record, *, end: bool) -> None:
     }
     known = [t for t in leg_as_of.values() if t is not None]
     as_of = max(known) if known else event.get("created_at")
-    key = event_key(RANK_END if end else RANK_LIVE, as_of, event["event_id"])
+    key, leg_keys = _keys(RANK_END if end else RANK_LIVE, as_of, legs, event["event_id"])
     for name in _CALL_FIELDS_SNAPSHOT:
         put(state["fields"], name, key, event.get(name))
     if end:
         state["end_seen"] = True
     for name, leg in legs.items():
         if leg:
-            _observe_snapshot_leg(state["legs"][name], leg, key, leg_as_of[name] or as_of, end=end)
+            _observe_snapshot_leg(state["legs"][name], leg, leg_keys[name], leg_as_of[name] or as_of, end=end)
 
 
-def _observe_snapshot_leg(
-    acc: dict[str, Any], leg: Record, key: EventKey, at: datetime | None, *, end: bool
-) -> None:
+def _observe_snapshot_leg(acc: LegState, leg: Record, key: EventKey, at: datetime | None, *, end: bool) -> None:
     fields = acc["fields"]
     for name in _LEG_FIELDS_SNAPSHOT:
         put(fields, name, key, leg.get(name))
@@ -224,7 +258,7 @@ def _observe_snapshot_leg(
         _observe_status(acc, status, observed)
 
 
-def _observe_status(acc: dict[str, Any], status: str, at: datetime | None) -> None:
+def _observe_status(acc: LegState, status: str, at: datetime | None) -> None:
     times = acc["status_times"]
     times[status] = earliest(times[status], at) if status in times else at
     if status == STATUS_RINGING:
@@ -304,9 +338,9 @@ def build_record(state: CallState) -> Record:
     }
 
 
-def _leg_record(acc: dict[str, Any]) -> Record:
+def _leg_record(acc: LegState) -> Record:
     fields = acc["fields"]
-    times: dict[str, datetime | None] = acc["status_times"]
+    times = acc["status_times"]
     transitions = sorted(
         times.items(), key=lambda item: (item[1] is None, item[1].timestamp() if item[1] else 0.0, item[0])
     )

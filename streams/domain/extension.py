@@ -1,27 +1,29 @@
 """Extension (ramal) and DID real-time events -> the latest state of each extension call (ExtensionCall).
 
 Same merge rules as the two-leg correlator: last-writer-wins registers ordered by
-``(as-of time, progress, event_id)`` where as-of = ``created + total_seconds`` (the events carry no event time
-of their own), each status with the earliest time it was seen, answer time as a minimum. ``version`` = number
+``(as-of time, lifecycle rank, event_id)`` where as-of = ``created + total_seconds`` (the events carry no event
+time of their own; records.lifecycle_rank: a hung-up call is later than a connected one in the same second),
+each status with the earliest time it was seen, answer time as a minimum. ``version`` = number
 of distinct events.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TypedDict
 
-from streams.domain.merge import add_id, clone, earliest, event_key, get, put
-from streams.domain.records import (
-    EXTENSION_KINDS,
-    STATUS_ANSWERED,
-    STATUS_PREPARING,
-    STATUS_RINGING,
-    Record,
-    plus_seconds,
-)
+from streams.domain.merge import Registers, add_id, clone, earliest, get, progress_key, put
+from streams.domain.records import EXTENSION_KINDS, STATUS_ANSWERED, Record, lifecycle_rank, plus_seconds
 
-ExtensionState = dict[str, Any]
+
+class ExtensionState(TypedDict):
+    call_id: int
+    tenant: str
+    event_ids: list[str]
+    fields: Registers
+    status_times: dict[str, datetime | None]
+    answer_at: datetime | None
+
 _FIELDS = (
     "kind",
     "type",
@@ -42,8 +44,8 @@ def apply(state: ExtensionState | None, event: Record) -> ExtensionState:
     if event["kind"] not in EXTENSION_KINDS:
         raise ValueError(f"not an extension event: {event['kind']!r}")
     if state is None:
-        state = {"call_id": event["call_id"], "tenant": event["tenant"], "event_ids": [], "fields": {}}
-        state.update(status_times={}, answer_at=None)
+        state = {"call_id": event["call_id"], "tenant": event["tenant"], "event_ids": [], "fields": {},
+                 "status_times": {}, "answer_at": None}
     elif state["call_id"] != event["call_id"]:
         raise ValueError("event belongs to another call")
     if event["event_id"] in state["event_ids"]:
@@ -52,7 +54,7 @@ def apply(state: ExtensionState | None, event: Record) -> ExtensionState:
     add_id(state["event_ids"], event["event_id"])
     created = event.get("created_at")
     as_of = plus_seconds(created, event.get("total_seconds")) or created
-    key = [*event_key(0, as_of, event["event_id"])[:2], _progress(event), event["event_id"]]
+    key = progress_key(0, as_of, lifecycle_rank(event.get("status"), event.get("active")), event["event_id"])
     for name in _FIELDS:
         put(state["fields"], name, key, event.get(name))
     state["answer_at"] = earliest(state["answer_at"], event.get("answered_at"))
@@ -64,16 +66,9 @@ def apply(state: ExtensionState | None, event: Record) -> ExtensionState:
     return state
 
 
-def _progress(event: Record) -> int:
-    """Tie-breaker for events with the same as-of second: a hung-up call is later than a connected one."""
-    if event.get("status") in (STATUS_PREPARING, STATUS_RINGING):
-        return 0
-    return 1 if event.get("active") else 2
-
-
 def to_record(state: ExtensionState) -> Record:
     fields = state["fields"]
-    times: dict[str, datetime | None] = state["status_times"]
+    times = state["status_times"]
     transitions = sorted(times.items(), key=lambda i: (i[1] is None, i[1].timestamp() if i[1] else 0.0, i[0]))
     active = get(fields, "active")
     return {

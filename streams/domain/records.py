@@ -27,11 +27,26 @@ KIND_VALIDATION = "valida_numero"
 STATUS_PREPARING = "preparando"
 STATUS_RINGING = "chamando"
 STATUS_ANSWERED = "atendida"
+_LIVE_LIFECYCLE = {STATUS_PREPARING: 1, STATUS_RINGING: 2, STATUS_ANSWERED: 3}
+_ENDED = 4
 
 SMS_DELIVERED = frozenset({"entregue"})
 SMS_FAILED = frozenset({"erro", "bloqueado"})
 # Statuses after which the provider has accepted the message for sending (and, per its examples, charges it).
 SMS_SENT = frozenset({"enviada", "entregue"})
+
+
+def lifecycle_rank(status: str | None, active: bool | None) -> int:
+    """How far a leg (call leg, extension or DID call) had come when it was observed: no status < preparando <
+    chamando < atendida < ended. Ended is every other status (the final ones: sem resposta, ocupado, congestionado,
+    falha, cancelada, não existe; desconhecido; and any the provider adds, which its docs announce) and an atendida
+    leg no longer active (hung up). The provider's leg times have 1 s resolution, so observations of one second
+    are ordered by this rank: a leg's status never goes back within its second."""
+    if not status:
+        return 0
+    if status == STATUS_ANSWERED and active is False:
+        return _ENDED
+    return _LIVE_LIFECYCLE.get(status, _ENDED)
 
 
 def plus_seconds(at: datetime | None, seconds: int | None) -> datetime | None:

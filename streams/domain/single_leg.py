@@ -8,12 +8,10 @@ calling number.
 
 from __future__ import annotations
 
-from typing import Any
-
-from streams.domain.merge import event_key, keep_latest
+from streams.domain.merge import LatestEvent, event_key, keep_latest
 from streams.domain.records import KIND_DID_END, SINGLE_LEG_END_KINDS, STATUS_ANSWERED, Record, plus_seconds
 
-SingleLegState = dict[str, Any]
+SingleLegState = LatestEvent
 KINDS = SINGLE_LEG_END_KINDS | {KIND_DID_END}
 
 

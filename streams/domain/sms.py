@@ -10,12 +10,22 @@ webhook is not merged: its element shape is undocumented (always ``[]`` in the p
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TypedDict
 
-from streams.domain.merge import add_id, clone, earliest, event_key, get, put
+from streams.domain.merge import Registers, add_id, clone, earliest, event_key, get, put
 from streams.domain.records import KIND_SMS_REPLY, KIND_SMS_STATUS, SMS_DELIVERED, SMS_FAILED, Record
 
-SmsState = dict[str, Any]
+
+class SmsState(TypedDict):
+    sms_id: int
+    tenant: str
+    event_ids: list[str]
+    fields: Registers
+    statuses: dict[str, datetime | None]
+    """Each status with the earliest ``status_changed_at`` seen."""
+    replies: dict[str, list[str | datetime | None]]
+    """By reply id (a str: JSON object keys): [event id, reply, replied_at]; the highest event id wins."""
+
 _PROGRESS = {"aguardando": 0, "em análise": 1, "enviada": 2, "entregue": 3, "erro": 3, "bloqueado": 3}
 
 
@@ -23,8 +33,8 @@ def apply(state: SmsState | None, event: Record) -> SmsState:
     if event["kind"] not in (KIND_SMS_STATUS, KIND_SMS_REPLY):
         raise ValueError(f"not an SMS event: {event['kind']!r}")
     if state is None:
-        state = {"sms_id": event["sms_id"], "tenant": event["tenant"], "event_ids": [], "fields": {}}
-        state.update(statuses={}, replies={})
+        state = {"sms_id": event["sms_id"], "tenant": event["tenant"], "event_ids": [], "fields": {},
+                 "statuses": {}, "replies": {}}
     elif state["sms_id"] != event["sms_id"]:
         raise ValueError("event belongs to another SMS")
     if event["event_id"] in state["event_ids"]:
@@ -63,15 +73,12 @@ def _apply_reply(state: SmsState, event: Record) -> None:
 def to_record(state: SmsState) -> Record:
     fields = state["fields"]
     status, status_at = get(fields, "status") or [None, None]
-    times: dict[str, datetime | None] = state["statuses"]
+    times = state["statuses"]
     history = sorted(times.items(), key=lambda i: (i[1] is None, i[1].timestamp() if i[1] else 0.0, i[0]))
-    replies = sorted(
-        (
-            {"reply_id": int(rid), "reply": reply, "replied_at": at}
-            for rid, (_, reply, at) in state["replies"].items()
-        ),
-        key=lambda r: r["reply_id"],
-    )
+    replies = [
+        {"reply_id": int(rid), "reply": reply, "replied_at": at}
+        for rid, (_, reply, at) in sorted(state["replies"].items(), key=lambda item: int(item[0]))
+    ]
     return {
         "sms_id": state["sms_id"],
         "tenant": state["tenant"],

@@ -3,12 +3,10 @@ the arrival order; among equals the later ``created_at``, then the event id, win
 
 from __future__ import annotations
 
-from typing import Any
-
-from streams.domain.merge import event_key, keep_latest, latest_record
+from streams.domain.merge import LatestEvent, event_key, keep_latest, latest_record
 from streams.domain.records import KIND_VALIDATION, Record
 
-ValidationState = dict[str, Any]
+ValidationState = LatestEvent
 
 
 def apply(state: ValidationState | None, event: Record) -> ValidationState:

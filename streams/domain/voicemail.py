@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from streams.domain.merge import event_key, keep_latest, latest_record
+from streams.domain.merge import LatestEvent, event_key, keep_latest, latest_record
 from streams.domain.records import KIND_VOICEMAIL, Record
 
-VoicemailState = dict[str, Any]
+VoicemailState = LatestEvent
 
 
 def apply(state: VoicemailState | None, event: Record) -> VoicemailState:

@@ -8,8 +8,10 @@ batches (`STREAMS_BATCH_MAX_EVENTS` events or `STREAMS_BATCH_WINDOW_S`, whicheve
   plus an internal tick topic; it folds each event into the entity's state (a Faust table per entity kind, JSON
   values) and publishes the derived records. Ticks (sent by the leader every STREAMS_TICK_INTERVAL_S to every
   partition) let a partition emit provisional records for calls that went quiet.
-- `tenants` reads the balance alerts and an internal feed of rated calls and SMS keyed by tenant, and maintains
-  per-tenant windowed metrics and balance spend.
+  The agent also keeps each rated entity's metric register and publishes its partition's share of every metric
+  window the batch changed (streams/batch/window_shares.py), keyed by window, to an internal topic.
+- `tenants` reads the balance alerts, an internal feed of rated calls and SMS keyed by tenant (balance spend), and
+  the window shares, which it adds up into the metric windows.
 
 Per batch: the states it changed are written once each (table and changelog, to the partition of the events
 that changed them), then its records are sent; Faust acks the batch's events after that, and commits their
@@ -25,22 +27,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from faust.types import EventT, TopicT
+from faust.types import EventT, TableT, TopicT
 
 from schemas import topics
 from schemas.codec import codec_from_settings
-from streams.batch import state_codec
+from streams.batch import metric_state, state_codec
 from streams.batch.entities import Entities, table_names
-from streams.batch.events import Batch, Event, Output, Tick
+from streams.batch.events import Batch, Event, Late, Output, Tick
 from streams.batch.staging import Staged
 from streams.batch.tenants import TABLES as TENANT_TABLES
-from streams.batch.tenants import Tenants
+from streams.batch.tenants import Tenants, share_message
 from streams.faustapp.patches import App, write_to_table
 from streams.settings import Settings
 
 log = logging.getLogger("callpipe.streams")
 
 TABLES = (*table_names(), *TENANT_TABLES)
+LATE_REASON = "late-after-retention: the record would change a closed metric window"
 ENTITY_TOPICS = tuple(t for t in topics.INPUT_TOPICS if t is not topics.BALANCE_ALERTS)
 
 
@@ -76,21 +79,37 @@ def create_app(settings: Settings) -> faust.App:
     avro = codec_from_settings(settings.schema_registry_url)
     plan = settings.rating_plan
 
+    tables: dict[str, TableT[str, bytes]] = {}
+
     def staged(name: str, **options: Any) -> Staged:
         # str keys (JSON on the changelog), raw bytes values: the batch layer's state JSON (batch/state_codec.py).
-        table = app.Table(name, default=None, partitions=topics.PARTITIONS, key_type=str, value_type=bytes)
+        table = tables[name] = app.Table(name, default=None, partitions=topics.PARTITIONS, key_type=str,
+                                         value_type=bytes)
 
-        def write(partition: int, key: str, value: bytes) -> None:
+        def write(partition: int, key: str, value: bytes | None) -> None:
             write_to_table(table, partition, key, value)
 
         return Staged(table, write, **options)
 
-    entity_agent = Entities.over(staged, avro.decode, plan, settings.inactivity_timeout)
-    tenant_agent = Tenants.over(staged, avro.decode)
+    entity_agent = Entities.over(staged, avro.decode, plan, settings.inactivity_timeout, settings.metric_grace)
+    tenant_agent = Tenants.over(staged, avro.decode, settings.metric_grace)
 
-    tenant_source = raw_topic(app, topics.BALANCE_ALERTS.name, topics.TENANT_FEED)
+    tenant_source = raw_topic(app, topics.BALANCE_ALERTS.name, topics.TENANT_FEED, topics.WINDOW_SHARES)
     ticks = raw_topic(app, topics.TICKS)
     tenant_feed = raw_topic(app, topics.TENANT_FEED)
+    window_shares = raw_topic(app, topics.WINDOW_SHARES)
+
+    def held_partitions() -> set[int]:
+        return {tp.partition for tp in app.assignor.assigned_actives()}
+
+    async def rebuild_shares() -> None:
+        """Window shares and eviction schedules are derived from the tables: derived again after every recovery
+        (docs/DESIGN.md, "Metric windows")."""
+        held = held_partitions()
+        entity_agent.rebuild_shares(tables["metric_entities"].data.items(), held)
+        tenant_agent.rebuild_expiry(tables["metric_windows"].data.items(), held)
+
+    tables["metric_entities"].on_recover(rebuild_shares)
     out_topics = {t.name: raw_topic(app, t.name) for t in (*topics.OUTPUT_TOPICS, topics.DEADLETTER)}
 
     async def publish(output: Output) -> None:
@@ -118,12 +137,29 @@ def create_app(settings: Settings) -> faust.App:
         for entity, record in batch.feed.values():
             app.deliveries.track(await tenant_feed.send(
                 key=record["tenant"].encode(), value=state_codec.encode({"entity": entity, "record": record})))
+        for partition, window, share in batch.shares:
+            message = share_message(partition, window, share, entity_agent.shares.clocks.get(partition))
+            app.deliveries.track(await window_shares.send(key=metric_state.dump_key(window).encode(),
+                                                          value=message))
+        for late in batch.late:
+            await late_record(late)
         for output in batch.outputs.values():
             await publish(output)
         if batch.failures:
             by_offset = {(e.message.topic, e.message.partition, e.message.offset): e for e in events}
             for failed, reason in batch.failures:
                 await dead_letter(by_offset[(failed.topic, failed.partition, failed.offset)], reason)
+
+    async def late_record(late: Late) -> None:
+        log.warning("late record not counted in the metrics: %s version %s would change a closed window",
+                    late.key, late.record.get("version"))
+        record = {
+            "kind": late.entity, "tenant": late.record["tenant"], "received_at": datetime.now(UTC),
+            "stage": "streams", "reason": LATE_REASON, "error_type": "LateRecord", "headers": {},
+            "body": state_codec.encode(late.record), "source_topic": topics.WINDOW_SHARES, "source_partition": None,
+            "source_offset": None,
+        }
+        await publish(Output(topics.DEADLETTER, f"{late.record['tenant']}/{late.entity}", record))
 
     def event(e: EventT) -> Event:
         return Event(e.message.topic, e.message.partition, e.message.offset, bytes(e.value))
@@ -133,7 +169,7 @@ def create_app(settings: Settings) -> faust.App:
         async for events in stream.take_events(settings.batch_max_events, settings.batch_window_s):
             items = [Tick(e.message.partition, datetime.fromisoformat(bytes(e.value).decode()))
                      if e.message.topic == topics.TICKS else event(e) for e in events]
-            await finish(entity_agent.staged(), entity_agent.process(items), events)
+            await finish(entity_agent.staged(), entity_agent.process(items, datetime.now(UTC)), events)
 
     @app.agent(tenant_source)
     async def tenants(stream: Any) -> None:

@@ -27,9 +27,10 @@ moves upstream.
    adding them to `_acked` without `_acked_index`; when those records are acked for real they are listed twice,
    and the commit then advances about one offset per commit. The repeats are removed before Faust computes the
    offset to commit.
-5. A table write for a given partition. `write_to_table` does what `table[key] = value` does
-   (`Table.send_changelog` plus the store, `Table.data`) with the changelog partition given instead of taken
-   from Faust's current event: a batch holds events of several partitions.
+5. A table write for a given partition. `write_to_table` does what `table[key] = value` and `del table[key]` do
+   (`Table.send_changelog` plus the store, `Table.data`; `Table.on_key_del` for the tombstone) with the
+   changelog partition given instead of taken from Faust's current event: a batch holds events of several
+   partitions.
 """
 
 from __future__ import annotations
@@ -81,8 +82,13 @@ class DeliveryBuffer(ProducerBuffer):
             raise DeliveryFailed(f"a write was not acknowledged by Kafka: {self.failure!r}") from self.failure
 
 
-def write_to_table(table: TableT[str, bytes], partition: int, key: str, value: bytes) -> None:
-    """`table[key] = value` with the changelog partition given (5. above)."""
+def write_to_table(table: TableT[str, bytes], partition: int, key: str, value: bytes | None) -> None:
+    """`table[key] = value`, or `del table[key]` for None (`Table.on_key_del`: a tombstone), with the changelog
+    partition given (5. above)."""
+    if value is None:
+        table.send_changelog(partition, key, None, value_serializer="raw")
+        table.data.pop(key, None)
+        return
     table.send_changelog(partition, key, value)
     table.data[key] = value
 

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from streams.domain import correlate, single_leg, sms
 from streams.domain.billing.metrics import ENTITY_CALL, ENTITY_SINGLE_LEG, ENTITY_SMS
 from streams.domain.billing.rating import rate_call, rate_single_leg, rate_sms
 from tests.integration.helpers import NO_LEADER_YET, eventually, read_topic
-from tests.metrics_oracle import MetricsState
+from tests.metrics_oracle import aggregate
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +58,7 @@ SMS_KINDS = frozenset({"envio_sms", "resposta_sms"})
 # five until the seek fix in streams/faustapp/patches.py (docs/DESIGN.md, "Known limits"): run it with 10 after
 # changing that file or the Faust version.
 LOAD_TENANTS = int(os.environ.get("FAILOVER_LOAD_TENANTS", "3"))
-STREAMS_INPUTS = [t.name for t in topics.INPUT_TOPICS] + [topics.TENANT_FEED]
+STREAMS_INPUTS = [t.name for t in topics.INPUT_TOPICS] + [topics.TENANT_FEED, topics.WINDOW_SHARES]
 SINK_INPUTS = [t.name for t in topics.OUTPUT_TOPICS]
 
 
@@ -94,16 +95,13 @@ def expected_outputs(tenant: str, lines: list[str]) -> Expected:
         call_records.append(rate_call(emitted, plan))
     leg_records = [rate_single_leg(single_leg.to_record(s), plan) for s in legs.values()]
     sms_records = [rate_sms(sms.to_record(s), plan) for s in messages.values()]
-    metrics = MetricsState()
-    for records, entity in ((call_records, ENTITY_CALL), (leg_records, ENTITY_SINGLE_LEG),
-                            (sms_records, ENTITY_SMS)):
-        for record in records:
-            metrics.upsert(record, entity, received)
+    windows = aggregate([*((r, ENTITY_CALL) for r in call_records), *((r, ENTITY_SINGLE_LEG) for r in leg_records),
+                         *((r, ENTITY_SMS) for r in sms_records)])
     return Expected(
         calls={(r["call_id"], r["version"], int(r["end_seen"])) for r in call_records},
         single_leg={(r["call_id"], r["version"]) for r in leg_records},
         sms={(r["sms_id"], r["version"]) for r in sms_records},
-        windows={key[2]: (w["calls"], w["answered"], w["sms_sent"]) for key, w in metrics.windows.items()
+        windows={key[2]: (w["calls"], w["answered"], w["sms_sent"]) for key, w in windows.items()
                  if key[1] == "1h" and key[3] == "tenant"},
     )
 
@@ -319,4 +317,88 @@ def test_a_killed_worker_loses_and_duplicates_nothing(cluster: Cluster, tmp_path
     assert expected.sms <= set(sms_sent) and len(sms_sent) > len(set(sms_sent))
     calls_sent = topic_versions(cluster, tenant, topics.OUT_CALLS, "call_id")
     assert {(call_id, version) for call_id, version, _ in expected.calls} <= set(calls_sent)
+    assert not cluster.services.dead(), f"crashed: {cluster.services.dead()}"
+
+
+# Each metric window of the tenant as SQL computes it from the views of the records it counts (the rules of
+# streams/domain/billing/metrics.py `contributions`: calls and single-leg calls by start, else creation; SMS by
+# creation, else status time), in the shape of `window_totals`.
+SQL_WINDOWS = """
+WITH facts AS (
+    SELECT coalesce(start_at, created_at) AS at, ifNull(toString(client_id), 'unknown') AS client,
+           if(ifNull(destination_type, '') = '', 'unknown', destination_type) AS tipo, 1 AS is_call,
+           toUInt64(answered) AS answered, toDecimal128(ifNull(rated_cost_total, 0), 6) AS cost,
+           toDecimal128(0, 6) AS sms_cost
+    FROM v_calls WHERE tenant = {tenant:String}
+    UNION ALL
+    SELECT coalesce(started_at, created_at), ifNull(toString(client_id), 'unknown'),
+           if(ifNull(type, '') = '', 'unknown', type), 1, toUInt64(answered),
+           toDecimal128(ifNull(rated_cost, 0), 6), toDecimal128(0, 6)
+    FROM v_single_leg_calls WHERE tenant = {tenant:String}
+    UNION ALL
+    SELECT coalesce(created_at, status_at), '', 'sms', 0, 0, toDecimal128(0, 6),
+           toDecimal128(ifNull(rated_cost, 0), 6)
+    FROM v_sms WHERE tenant = {tenant:String}
+)
+SELECT size, dim.1, dim.2, toUnixTimestamp(if(size = '1h', toStartOfHour(at), toStartOfMinute(at))) * 1000,
+       sum(is_call), sum(answered), toString(sum(cost)), sum(1 - is_call), toString(sum(sms_cost))
+FROM facts
+ARRAY JOIN ['1m', '1h'] AS size
+ARRAY JOIN if(is_call = 1, [('tenant', {tenant:String}), ('client', client), ('tipo', tipo)],
+              [('tenant', {tenant:String}), ('tipo', 'sms')]) AS dim
+WHERE at IS NOT NULL
+GROUP BY 1, 2, 3, 4
+"""
+VIEW_WINDOWS = """
+SELECT window_size, dimension, dimension_value, toUnixTimestamp64Milli(window_start), calls, answered,
+       toString(cost), sms_sent, toString(sms_cost)
+FROM v_metric_windows WHERE tenant = {tenant:String} AND (calls > 0 OR sms_sent > 0)
+"""
+
+
+def window_totals(cluster: Cluster, sql: str, tenant: str) -> dict[tuple[str, ...], tuple[Any, ...]]:
+    """(size, dimension, value, start ms) -> (calls, answered, cost, SMS sent, SMS cost), money as Decimal."""
+    out: dict[tuple[str, ...], tuple[Any, ...]] = {}
+    text = cluster.services.query(sql.replace("{tenant:String}", f"'{tenant}'"))
+    for line in text.splitlines()[1:]:
+        size, dimension, value, start, calls, answered, cost, sent, sms_cost = line.split("\t")
+        out[(size, dimension, value, start)] = (int(calls), int(answered), Decimal(cost), int(sent),
+                                                Decimal(sms_cost))
+    return out
+
+
+@pytest.mark.parametrize("kill_at", [0.2, 0.5, 0.8], ids=["early", "middle", "late"])
+def test_metric_windows_equal_sql_over_the_views_after_a_worker_is_killed_and_restarted(
+        cluster: Cluster, tmp_path: Path, kill_at: float) -> None:
+    """One of two workers is SIGKILLed at a point of the replay and restarted 5 s later (the partitions move to
+    the survivor and back); every metric window then equals the SQL aggregate of the views it counts."""
+    tenant = f"mw{uuid.uuid4().hex[:8]}"
+    lines = SAMPLE.read_text().splitlines()
+    expected = expected_outputs(tenant, lines)
+    cut = int(len(lines) * kill_at)
+    head, tail = tmp_path / "head.jsonl", tmp_path / "tail.jsonl"
+    head.write_text("\n".join(lines[:cut]) + "\n")
+    tail.write_text("\n".join(lines[cut:]) + "\n")
+
+    eventually(lambda: group_members(cluster.bootstrap, cluster.app_id) == 2, 60, "both workers in the group")
+    replay(cluster, f"{tenant}-load", SAMPLE)  # a backlog, so that the kill hits a busy worker
+    replay(cluster, tenant, head)
+    cluster.services.kill("streams-2")
+    time.sleep(5)
+    cluster.services.spawn("streams-2", module="streams", STREAMS_DATA_DIR=str(tmp_path / "streams-2b"))
+    replay(cluster, tenant, tail)
+
+    def exact() -> bool:
+        views = window_totals(cluster, VIEW_WINDOWS, tenant)
+        return bool(views) and observed(cluster, tenant) == expected and \
+            views == window_totals(cluster, SQL_WINDOWS, tenant)
+
+    try:
+        eventually(exact, 240, "every metric window equal to SQL over the views")
+    except AssertionError:
+        print(lagging(cluster))
+        assert window_totals(cluster, VIEW_WINDOWS, tenant) == window_totals(cluster, SQL_WINDOWS, tenant)
+        assert observed(cluster, tenant) == expected
+        raise
+    assert sum(1 for key in window_totals(cluster, SQL_WINDOWS, tenant) if key[0] == "1m") > 50
     assert not cluster.services.dead(), f"crashed: {cluster.services.dead()}"

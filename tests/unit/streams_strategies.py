@@ -51,6 +51,23 @@ def redeliver(event: Record, delay: timedelta) -> Record:
     return {**event, "received_at": event["received_at"] + delay}
 
 
+_DURATIONS = frozenset({"total_seconds", "talk_seconds", "billed_seconds"})
+
+
+def in_one_second(event: Record, at: datetime) -> Record:
+    """The event as the provider stamps it when the whole call fits in the second ``at`` (its times have 1 s
+    resolution): every provider time is ``at`` and every duration 0; the id, kind and ingest time stay."""
+
+    def stamp(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return at
+        if isinstance(value, dict):
+            return {k: 0 if k in _DURATIONS and v is not None else stamp(v) for k, v in value.items()}
+        return value
+
+    return {**stamp(event), "received_at": event["received_at"]}
+
+
 def provider_billed(talk: int) -> int:
     return 0 if talk <= 0 else max(60, -(-talk // 60) * 60)
 

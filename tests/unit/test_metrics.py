@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -9,22 +10,30 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streams.batch.window_shares import WindowShares
 from streams.domain.billing.causes import is_network_failure
 from streams.domain.billing.metrics import (
     ENTITY_CALL,
     ENTITY_SINGLE_LEG,
     ENTITY_SMS,
-    is_empty,
+    MetricEntity,
+    WindowKey,
+    WindowSum,
+    _ms,
+    combine,
+    entity_key,
     peak_concurrency,
+    revise,
+    window_record,
     window_start_ms,
 )
 from streams.domain.billing.rating import DEFAULT_PLAN, rate_call
 from streams.domain.correlate import apply, build_record
-from tests.metrics_oracle import MetricsState
+from tests import metrics_oracle as oracle
 from tests.unit.streams_strategies import TENANT, CallFlow, assert_valid_out, call_flows
 
 NOW = datetime(2024, 3, 2, tzinfo=UTC)
-VOLATILE = ("version", "updated_at")
+FOREVER = timedelta(days=3650)
 
 
 def versions_of(flow: CallFlow) -> list[dict[str, Any]]:
@@ -37,12 +46,28 @@ def versions_of(flow: CallFlow) -> list[dict[str, Any]]:
     return out
 
 
-def content(state: MetricsState) -> dict[tuple[Any, ...], dict[str, Any]]:
-    return {
-        key: {k: v for k, v in record.items() if k not in VOLATILE}
-        for key, record in zip(sorted(state.windows), state.records(), strict=True)
-        if not is_empty(state.windows[key])
-    }
+def fold(feed: list[tuple[dict[str, Any], str]], partitions: int = 1,
+         grace: timedelta = FOREVER) -> tuple[dict[WindowKey, Any], WindowShares]:
+    """Records folded like the entities agent folds them (registers, shares per partition), shares combined
+    like the tenants agent combines them: window -> its record."""
+    registers: dict[str, MetricEntity] = {}
+    shares = WindowShares(grace)
+    for i, (record, entity) in enumerate(feed):
+        key = entity_key(record, entity)
+        partition = zlib.crc32(key.encode()) % partitions
+        old = registers.get(key)
+        new = revise(old, record, entity, partition, NOW + timedelta(seconds=i))
+        if new is not None and new["windows"] and not shares.is_late(partition, old, new):
+            registers[key] = new
+            shares.revise(partition, key, old, new)
+    by_window: dict[WindowKey, list[WindowSum]] = {}
+    for (_, window), share in shares.sums.items():
+        by_window.setdefault(window, []).append(share)
+    return {w: window_record(w, combine(parts)) for w, parts in by_window.items()}, shares
+
+
+def content(windows: dict[WindowKey, Any]) -> dict[WindowKey, Any]:
+    return oracle.contents(windows.items())
 
 
 @st.composite
@@ -52,33 +77,24 @@ def call_sets(draw: st.DrawFn) -> list[CallFlow]:
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data(), flows=call_sets())
-def test_incremental_with_replaced_versions_equals_direct(data: st.DataObject, flows: list[CallFlow]) -> None:
-    finals = [versions_of(flow)[-1] for flow in flows]
-    direct = MetricsState()
-    for record in finals:
-        direct.upsert(record, ENTITY_CALL, NOW)
-
+@given(data=st.data(), flows=call_sets(), partitions=st.integers(1, 4))
+def test_any_interleaving_of_versions_gives_the_aggregate_of_the_final_records(
+        data: st.DataObject, flows: list[CallFlow], partitions: int) -> None:
+    finals = [(versions_of(flow)[-1], ENTITY_CALL) for flow in flows]
     feed = []
     for flow in flows:
         versions = versions_of(flow)
-        feed += [*data.draw(st.lists(st.sampled_from(versions), max_size=6)), versions[-1]]
-    incremental = MetricsState()
-    for i, record in enumerate(data.draw(st.permutations(feed))):
-        incremental.upsert(record, ENTITY_CALL, NOW + timedelta(seconds=i))
-        if data.draw(st.booleans()):
-            incremental = MetricsState.from_json(incremental.to_json())
-    assert content(incremental) == content(direct)
+        feed += [(v, ENTITY_CALL) for v in [*data.draw(st.lists(st.sampled_from(versions), max_size=6)), versions[-1]]]
+    windows, _ = fold(data.draw(st.permutations(feed)), partitions)
+    assert content(windows) == oracle.window_records(oracle.aggregate(finals))
 
 
 @settings(max_examples=30, deadline=None)
 @given(flows=call_sets())
 def test_direct_metrics_match_a_naive_recount(flows: list[CallFlow]) -> None:
     finals = [versions_of(flow)[-1] for flow in flows]
-    state = MetricsState()
-    for record in finals:
-        state.upsert(record, ENTITY_CALL, NOW)
-    records = state.records()
+    windows, _ = fold([(r, ENTITY_CALL) for r in finals])
+    records = [windows[k] for k in sorted(windows)]
     for record in records:
         assert_valid_out("MetricWindow", record)
     hourly = [r for r in records if r["window_size"] == "1h" and r["dimension"] == "tenant"]
@@ -121,14 +137,23 @@ def test_windows_are_aligned_to_utc() -> None:
 @given(flow=call_flows(call_id=7))
 def test_stale_and_repeated_versions_are_ignored(flow: CallFlow) -> None:
     versions = versions_of(flow)
-    state = MetricsState()
-    changed = state.upsert(versions[-1], ENTITY_CALL, NOW)
-    assert changed
-    before = {k: dict(v) for k, v in state.windows.items()}
-    assert state.upsert(versions[0], ENTITY_CALL, NOW) == set()
-    assert state.upsert(versions[-1], ENTITY_CALL, NOW) == set()
-    assert state.windows == before
-    assert all(v["version"] >= 1 for v in state.windows.values())
+    last = revise(None, versions[-1], ENTITY_CALL, 0, NOW)
+    assert last is not None and last["windows"]
+    assert revise(last, versions[0], ENTITY_CALL, 0, NOW) is None
+    assert revise(last, versions[-1], ENTITY_CALL, 0, NOW) is None
+
+
+def test_a_window_version_is_the_sum_of_the_versions_counted_in_it() -> None:
+    first = {"tenant": TENANT, "sms_id": 1, "version": 1, "created_at": datetime(2024, 3, 1, 12, 0, 5, tzinfo=UTC),
+             "status": "enviada", "rated_cost": Decimal("0.09")}
+    moved = {**first, "version": 3, "created_at": datetime(2024, 3, 1, 12, 5, tzinfo=UTC)}
+    other = {**first, "sms_id": 2, "version": 2}
+    windows, _ = fold([(first, ENTITY_SMS), (other, ENTITY_SMS), (moved, ENTITY_SMS)])
+    minute = {w[2]: r for w, r in windows.items() if w[1] == "1m" and w[3] == "tenant"}
+    left, right = (minute[k] for k in sorted(minute))
+    # The moved SMS still counts its version where it left: a version never goes down, the content does.
+    assert (left["sms_sent"], left["version"]) == (1, 3 + 2)
+    assert (right["sms_sent"], right["version"]) == (1, 3)
 
 
 def test_ner_excludes_user_side_causes() -> None:
@@ -148,10 +173,9 @@ def test_sms_contribution() -> None:
         "status": "enviada",
         "rated_cost": Decimal("0.09"),
     }
-    state = MetricsState()
-    state.upsert(base, ENTITY_SMS, NOW)
-    state.upsert({**base, "version": 2, "status": "erro", "rated_cost": Decimal("0.00")}, ENTITY_SMS, NOW)
-    (minute,) = [r for r in state.records() if r["window_size"] == "1m" and r["dimension"] == "tenant"]
+    windows, _ = fold([(base, ENTITY_SMS),
+                       ({**base, "version": 2, "status": "erro", "rated_cost": Decimal("0.00")}, ENTITY_SMS)])
+    (minute,) = [r for r in windows.values() if r["window_size"] == "1m" and r["dimension"] == "tenant"]
     assert (minute["sms_sent"], minute["sms_delivered"], minute["sms_failed"]) == (1, 0, 1)
     assert minute["sms_cost"] == Decimal("0.00") and minute["version"] == 2
 
@@ -175,9 +199,8 @@ def test_single_leg_calls_count_as_calls_of_their_tipo() -> None:
         "rated_cost": Decimal("0.00"),
         "price": Decimal(0),
     }
-    state = MetricsState()
-    state.upsert(record, ENTITY_SINGLE_LEG, NOW)
-    (window,) = [r for r in state.records() if r["window_size"] == "1m" and r["dimension"] == "tipo"]
+    windows, _ = fold([(record, ENTITY_SINGLE_LEG)])
+    (window,) = [r for r in windows.values() if r["window_size"] == "1m" and r["dimension"] == "tipo"]
     assert window["dimension_value"] == "movel" and window["calls"] == 1 and window["asr"] == 0
     assert window["ner"] == 1 and window["disconnect_causes"] == {"17": 1}
     assert window["peak_concurrent_calls"] == 1
@@ -186,11 +209,14 @@ def test_single_leg_calls_count_as_calls_of_their_tipo() -> None:
 
 @settings(max_examples=10, deadline=None)
 @given(flow=call_flows(call_id=3))
-def test_expired_windows_are_not_resurrected_by_late_versions(flow: CallFlow) -> None:
+def test_closed_windows_are_dropped_and_never_resurrected_by_late_versions(flow: CallFlow) -> None:
     versions = versions_of(flow)
-    state = MetricsState()
-    state.upsert(versions[0], ENTITY_CALL, NOW)
-    state.expire(flow.end + timedelta(days=1))
-    assert state.windows == {}
-    assert state.upsert(versions[-1], ENTITY_CALL, NOW) == set()
-    assert MetricsState.from_json(state.to_json()).expired_before_ms == state.expired_before_ms
+    later = {**versions[0], "call_id": 4, "start_at": flow.end + timedelta(days=2),
+             "created_at": flow.end + timedelta(days=2), "end_at": None}
+    _, shares = fold([(versions[0], ENTITY_CALL), (later, ENTITY_CALL)], grace=timedelta(hours=1))
+    registers = {entity_key(versions[0], ENTITY_CALL): revise(None, versions[0], ENTITY_CALL, 0, NOW)}
+    assert shares.expired(0, registers.get) == [entity_key(versions[0], ENTITY_CALL)]
+    assert all(window[2] >= _ms(later["start_at"]) // 3_600_000 * 3_600_000 for _, window in shares.sums)
+    old = registers[entity_key(versions[0], ENTITY_CALL)]
+    new = revise(old, versions[-1], ENTITY_CALL, 0, NOW)
+    assert new is not None and shares.is_late(0, old, new)

@@ -8,43 +8,25 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.replay import SAMPLE, read_captured
 from schemas import topics
-from schemas.codec import SingleObjectCodec
-from schemas.normalize import normalize
 from streams.batch import metric_state, state_codec
 from streams.batch.entities import Entities
-from streams.batch.events import Event, Output, Tick
+from streams.batch.events import Batch, Event, Output, Tick
+from streams.batch.folds import FEEDS
 from streams.batch.staging import Staged
-from streams.batch.tenants import Tenants
+from streams.batch.tenants import Tenants, share_message
 from streams.domain.billing import metrics
 from streams.domain.billing.rating import DEFAULT_PLAN
-from tests.metrics_oracle import MetricsState
+from tests import metrics_oracle as oracle
+from tests.unit.streams_sample import AVRO, PARTITIONS, RECEIVED, sample_events
 
-AVRO = SingleObjectCodec()
-PARTITIONS = 3
-RECEIVED = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 LATER = RECEIVED + timedelta(days=1)  # a tick long after the sample: every quiet call goes provisional
-
-
-def sample_events() -> tuple[list[Event], list[Event]]:
-    """(entity-topic events, balance alerts) of the sample, Avro-encoded, partitioned by key."""
-    entity: list[Event] = []
-    alerts: list[Event] = []
-    for offset, item in enumerate(read_captured(SAMPLE)):
-        normalized = normalize(item.kind, "t1", item.body, RECEIVED + timedelta(seconds=offset))
-        topic = normalized.topic
-        event = Event(topic.name, zlib.crc32(normalized.key.encode()) % PARTITIONS, offset,
-                      AVRO.encode(topic.name, topic.schema, normalized.record))
-        (alerts if topic is topics.BALANCE_ALERTS else entity).append(event)
-    return entity, alerts
-
 
 ENTITY_EVENTS, ALERTS = sample_events()
 
@@ -59,20 +41,31 @@ class Tables:
     def staged(self, name: str, **options: Any) -> Staged:
         store = self.stores.setdefault(name, {})
 
-        def write(partition: int, key: str, value: bytes) -> None:
-            assert partition in range(PARTITIONS)
+        def write(partition: int, key: str, value: bytes | None) -> None:
+            assert partition in range(PARTITIONS) and value is not None
             store[key] = value
             self.writes[(name, key)] += 1
 
         return Staged(store, write, **options)
 
 
+GRACE = timedelta(hours=48)
+
+
 def entities(tables: Tables) -> Entities:
-    return Entities.over(tables.staged, AVRO.decode, DEFAULT_PLAN, timedelta(seconds=120))
+    return Entities.over(tables.staged, AVRO.decode, DEFAULT_PLAN, timedelta(seconds=120), GRACE)
 
 
 def tenants(tables: Tables) -> Tenants:
-    return Tenants.over(tables.staged, AVRO.decode)
+    return Tenants.over(tables.staged, AVRO.decode, GRACE)
+
+
+def tenant_inputs(agent: Entities, batch: Batch) -> list[Event]:
+    """What a batch of the entities agent sends to the tenants agent: tenant-feed items, then window shares."""
+    feed = [Event("feed", 0, 0, state_codec.encode({"entity": entity, "record": record}))
+            for entity, record in batch.feed.values()]
+    return feed + [Event(topics.WINDOW_SHARES, zlib.crc32(metric_state.dump_key(w).encode()) % PARTITIONS, 0,
+                         share_message(p, w, share, agent.shares.clocks.get(p))) for p, w, share in batch.shares]
 
 
 def cuts(n: int, sizes: list[int]) -> list[slice]:
@@ -85,28 +78,26 @@ def cuts(n: int, sizes: list[int]) -> list[slice]:
     return out
 
 
-def run_entities(sizes: list[int], tables: Tables) -> tuple[dict[Any, Output], list[tuple[str, Any]]]:
+def run_entities(sizes: list[int], tables: Tables) -> tuple[dict[Any, Output], list[Event]]:
     """The sample through the entities agent in batches, then a final tick per partition; the last record per
-    key and every tenant-feed item, in order."""
+    key and everything sent to the tenants agent, in order."""
     agent = entities(tables)
     last: dict[Any, Output] = {}
-    feed: list[tuple[str, Any]] = []
+    sent: list[Event] = []
     items: list[Event | Tick] = [*ENTITY_EVENTS, *(Tick(p, LATER) for p in range(PARTITIONS))]
     for part in cuts(len(items), sizes):
-        batch = agent.process(items[part])
-        assert not batch.failures
+        batch = agent.process(items[part], RECEIVED)
+        assert not batch.failures and not batch.late
         for table in agent.staged():
             table.flush()
         last.update(batch.outputs)
-        feed.extend(batch.feed.values())
-    return last, feed
+        sent += tenant_inputs(agent, batch)
+    return last, sent
 
 
-def run_tenants(sizes: list[int], feed: list[tuple[str, Any]], tables: Tables) -> dict[Any, Output]:
+def run_tenants(sizes: list[int], sent: list[Event], tables: Tables) -> dict[Any, Output]:
     agent = tenants(tables)
-    items = [*ALERTS, *(Event(topics.BALANCE_ALERTS.name + ".feed", 0, i,
-                              state_codec.encode({"entity": entity, "record": record}))
-                        for i, (entity, record) in enumerate(feed))]
+    items = [*ALERTS, *sent]
     last: dict[Any, Output] = {}
     for part in cuts(len(items), sizes):
         batch = agent.process(items[part], RECEIVED)
@@ -153,11 +144,11 @@ def test_one_batch_writes_each_changed_state_once() -> None:
 def test_a_replayed_batch_changes_no_state_and_publishes_the_same_records_again() -> None:
     tables = Tables()
     agent = entities(tables)
-    first = agent.process(ENTITY_EVENTS)
+    first = agent.process(ENTITY_EVENTS, RECEIVED)
     for table in agent.staged():
         table.flush()
     written = tables.writes.copy()
-    again = agent.process(ENTITY_EVENTS)
+    again = agent.process(ENTITY_EVENTS, RECEIVED)
     assert sum(table.flush() for table in agent.staged()) == 0 and tables.writes == written
     calls = topics.OUT_CALLS.name
     assert {k: o.record for k, o in again.outputs.items() if k[0] == calls} == \
@@ -167,7 +158,7 @@ def test_a_replayed_batch_changes_no_state_and_publishes_the_same_records_again(
 def test_a_bad_event_fails_alone() -> None:
     agent = entities(Tables())
     bad = Event(topics.CALL_EVENTS.name, 0, 999_999, b"not avro")
-    batch = agent.process([ENTITY_EVENTS[0], bad, ENTITY_EVENTS[1]])
+    batch = agent.process([ENTITY_EVENTS[0], bad, ENTITY_EVENTS[1]], RECEIVED)
     assert [failed for failed, _ in batch.failures] == [bad]
     assert sum(table.flush() for table in agent.staged()) > 0  # the good events around it were folded
 
@@ -185,26 +176,22 @@ def test_tenant_batches_of_any_size_give_the_same_windows_and_balance(sizes: lis
     assert records(last) == records(TENANTS_ONE_BY_ONE_OUT)
 
 
-def test_windows_count_each_final_record_once() -> None:
-    """The window state equals the in-memory MetricsState (streams/domain/billing/metrics.py) fed the same records."""
-    direct = MetricsState()
-    for entity, record in ONE_BY_ONE_FEED:
-        direct.upsert(record, entity, RECEIVED)
-    stored = {metric_state.load_key(k): state_codec.loads(v)
-              for k, v in TENANTS_ONE_BY_ONE.stores["metric_windows"].items()}
-    counted = (*metrics.COUNTERS, *metrics.MONEY, "causes", "intervals", "version")
-    assert {k: tuple(w[f] for f in counted) for k, w in stored.items()} == \
-        {k: tuple(w[f] for f in counted) for k, w in direct.windows.items()}
+def test_windows_equal_the_aggregate_of_the_final_records() -> None:
+    finals = [(out.record, FEEDS.get(topic, metrics.ENTITY_CALL)) for (topic, _, _), out in ONE_BY_ONE_OUT.items()
+              if topic in (topics.OUT_CALLS.name, *FEEDS)]
+    published = [(metric_state.load_key(key), out.record) for (topic, key, _), out in TENANTS_ONE_BY_ONE_OUT.items()
+                 if topic == topics.OUT_METRICS.name]
+    assert len(finals) > 50 and len(published) > 100
+    assert oracle.contents(published) == oracle.window_records(oracle.aggregate(finals))
 
 
-def test_a_replayed_feed_item_republishes_its_windows_without_counting_it_again() -> None:
+def test_a_replayed_share_republishes_its_window_without_counting_it_again() -> None:
     tables = Tables()
     run_tenants([50], ONE_BY_ONE_FEED, tables)
     windows = dict(tables.stores["metric_windows"])
     agent = tenants(tables)
-    entity, record = ONE_BY_ONE_FEED[-1]
-    batch = agent.process([Event("feed", 0, 0, state_codec.encode({"entity": entity, "record": record}))],
-                          RECEIVED)
+    share = next(e for e in reversed(ONE_BY_ONE_FEED) if e.topic == topics.WINDOW_SHARES)
+    batch = agent.process([share], RECEIVED)
     for table in agent.staged():
         table.flush()
     assert tables.stores["metric_windows"] == windows

@@ -13,12 +13,21 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict
 
 from streams.domain.merge import add_id
 from streams.domain.records import KIND_BALANCE, Record
 
-BalanceState = dict[str, Any]
+
+class BalanceState(TypedDict):
+    tenant: str
+    alert_ids: list[str]
+    # Positional lists, as JSON gives tuples back; their items differ in type, hence Any.
+    last_alert: list[Any] | None
+    """[time, event id, balance] of the last alert."""
+    spend: dict[str, list[Any]]
+    """By entity key: [end time, rated cost, record version], only for ends after the last alert."""
+    version: int
 
 
 def new_state(tenant: str) -> BalanceState:

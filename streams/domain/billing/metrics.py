@@ -1,11 +1,17 @@
-"""Tumbling-window metrics over the versioned output records, with retraction.
+"""Tumbling-window metrics over the versioned output records, with retraction, exact under replays by construction.
 
-A record contributes an additive :data:`Contribution` to a few windows (per tenant, client and destination
-tipo, 1-minute and 1-hour windows aligned to UTC, bucketed by the call's start / the SMS creation time).
-Because records are versioned and delivered at least once, :class:`MetricsState` remembers the last
-contribution of every entity and replaces it (remove old, add new) when a higher version arrives; stale or
-repeated versions are ignored. Ratios are derived from the additive components at output time, so any set of
-add/remove operations that nets to the same contributions yields the same window.
+A record contributes an additive :class:`Contribution` to a few windows (per tenant, client and destination
+tipo, 1-minute and 1-hour windows aligned to UTC, bucketed by the call's start / the SMS creation time). Records
+are versioned and delivered at least once, so each entity keeps one :class:`MetricEntity`: its latest version and
+what that version contributes to every window any of its versions touched (``None`` where it no longer counts).
+:func:`revise` replaces it by a higher version and ignores stale or repeated ones: a last-writer-wins register.
+
+A window's value is derived, never stored on its own: the sum of the contributions of the metric entities that
+touched it (:func:`combine` over :class:`WindowSum` parts), and its ``version`` the sum of their versions. Both are
+functions of the entities' registers only, so no order of writes and no crash between writes can count a
+contribution twice or lose one; and since every register only grows, the version of any window value ever built
+is at most that of the final one, with equality only for the final content (a sink keeping the highest version
+keeps the right row). Ratios are derived from the additive components at output time.
 
 Peak concurrency is not additive, so a window keeps the multiset of call intervals ``[start, end)`` clipped to
 the window (a call contributes to every window it overlaps) and sweeps it on output.
@@ -13,36 +19,69 @@ the window (a call contributes to every window it overlaps) and sweeps it on out
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, TypedDict, get_args
 
 from streams.domain.billing.causes import is_network_failure
 from streams.domain.records import SMS_DELIVERED, SMS_FAILED, Record
 
 WINDOW_SIZES: dict[str, timedelta] = {"1m": timedelta(minutes=1), "1h": timedelta(hours=1)}
-# (tenant, window_size, window_start epoch ms, dimension, dimension_value)
 WindowKey = tuple[str, str, int, str, str]
-Contribution = dict[str, Any]
-Aggregate = dict[str, Any]
+"""(tenant, window_size, window_start epoch ms, dimension, dimension_value)"""
 
-COUNTERS = (
-    "calls",
-    "answered",
-    "network_failures",
-    "talk_seconds",
-    "pdd_sum_ms",
-    "pdd_count",
-    "billed_seconds",
-    "sms_sent",
-    "sms_delivered",
-    "sms_failed",
-)
-MONEY = ("cost", "provider_cost", "sms_cost")
+CounterName = Literal["calls", "answered", "network_failures", "talk_seconds", "pdd_sum_ms", "pdd_count",
+                      "billed_seconds", "sms_sent", "sms_delivered", "sms_failed"]
+MoneyName = Literal["cost", "provider_cost", "sms_cost"]
+COUNTERS: tuple[CounterName, ...] = get_args(CounterName)
+MONEY: tuple[MoneyName, ...] = get_args(MoneyName)
 ENTITY_CALL = "call"
 ENTITY_SINGLE_LEG = "single_leg"
 ENTITY_SMS = "sms"
 UNKNOWN = "unknown"
+
+
+class Contribution(TypedDict):
+    """Additive components of a window: what one record adds, or the sum over many."""
+
+    calls: int
+    answered: int
+    network_failures: int
+    talk_seconds: int
+    pdd_sum_ms: int
+    pdd_count: int
+    billed_seconds: int
+    sms_sent: int
+    sms_delivered: int
+    sms_failed: int
+    cost: Decimal
+    provider_cost: Decimal
+    sms_cost: Decimal
+    causes: dict[str, int]
+    """disconnect cause -> calls"""
+    intervals: dict[str, int]
+    """"start_ms:end_ms" (clipped to the window) -> calls"""
+
+
+class MetricEntity(TypedDict):
+    """The metric register of one call, single-leg call or SMS."""
+
+    version: int
+    windows: dict[WindowKey, Contribution | None]
+    """Every window any counted version touched: what the latest version adds to it, None where it adds nothing."""
+    updated_at: datetime
+    partition: int
+    """The partition whose share of each window counts the entity (that of the entity's events)."""
+
+
+class WindowSum(TypedDict):
+    """A window's value over a set of metric entities (all of them, or one partition's share)."""
+
+    sum: Contribution
+    version: int
+    """The sum of the versions of the entities that touched the window."""
+    updated_at: datetime | None
 
 
 def _ms(at: datetime) -> int:
@@ -58,17 +97,23 @@ def window_start_ms(at: datetime, size: str) -> int:
     return _ms(at) // width * width
 
 
+def window_start(key: WindowKey) -> datetime:
+    return _from_ms(key[2])
+
+
+def window_end(key: WindowKey) -> datetime:
+    return _from_ms(key[2] + _ms_width(key[1]))
+
+
 def _ms_width(size: str) -> int:
     return int(WINDOW_SIZES[size] / timedelta(milliseconds=1))
 
 
 def empty_contribution() -> Contribution:
-    return {
-        **dict.fromkeys(COUNTERS, 0),
-        **{name: Decimal(0) for name in MONEY},
-        "causes": {},
-        "intervals": {},
-    }
+    zero = Decimal(0)
+    return Contribution(calls=0, answered=0, network_failures=0, talk_seconds=0, pdd_sum_ms=0, pdd_count=0,
+                        billed_seconds=0, sms_sent=0, sms_delivered=0, sms_failed=0, cost=zero, provider_cost=zero,
+                        sms_cost=zero, causes={}, intervals={})
 
 
 def _call_facts(record: Record, entity: str) -> dict[str, Any]:
@@ -153,7 +198,7 @@ def _spread(
     for size in WINDOW_SIZES:
         width = _ms_width(size)
         for dim, value in dims:
-            out[(tenant, size, window_start_ms(at, size), dim, value)] = dict(base)
+            out[(tenant, size, window_start_ms(at, size), dim, value)] = Contribution(**base)
             if interval is None:
                 continue
             start, end = _ms(interval[0]), _ms(interval[1])
@@ -165,27 +210,62 @@ def _spread(
     return out
 
 
-def new_aggregate() -> Aggregate:
-    return {**empty_contribution(), "version": 0, "updated_at": None}
-
-
-def add(aggregate: Aggregate, contribution: Contribution, sign: int = 1) -> None:
+def add(total: Contribution, part: Contribution, sign: int = 1) -> None:
     """Add (sign=+1) or retract (sign=-1) a contribution in place; zero multiset entries are dropped."""
-    for name in COUNTERS:
-        aggregate[name] += sign * contribution[name]
-    for name in MONEY:
-        aggregate[name] += sign * contribution[name]
-    for field in ("causes", "intervals"):
-        merged = dict(aggregate[field])
-        for item, count in contribution[field].items():
-            merged[item] = merged.get(item, 0) + sign * count
-            if merged[item] == 0:
-                del merged[item]
-        aggregate[field] = merged
+    for counter in COUNTERS:
+        total[counter] += sign * part[counter]
+    for money in MONEY:
+        total[money] += sign * part[money]
+    total["causes"] = _merged(total["causes"], part["causes"], sign)
+    total["intervals"] = _merged(total["intervals"], part["intervals"], sign)
 
 
-def is_empty(aggregate: Aggregate) -> bool:
-    return not any(aggregate[name] for name in (*COUNTERS, *MONEY, "causes", "intervals"))
+def _merged(total: dict[str, int], part: dict[str, int], sign: int) -> dict[str, int]:
+    merged = dict(total)
+    for item, count in part.items():
+        merged[item] = merged.get(item, 0) + sign * count
+        if merged[item] == 0:
+            del merged[item]
+    return merged
+
+
+def is_empty(total: Contribution) -> bool:
+    return not (any(total[counter] for counter in COUNTERS) or any(total[money] for money in MONEY)
+                or total["causes"] or total["intervals"])
+
+
+def revise(previous: MetricEntity | None, record: Record, entity: str, partition: int,
+           now: datetime) -> MetricEntity | None:
+    """The entity's register with ``record`` counted; None when its version is not newer (stale or repeated)."""
+    if previous is not None and record["version"] <= previous["version"]:
+        return None
+    windows: dict[WindowKey, Contribution | None] = dict.fromkeys(previous["windows"]) if previous else {}
+    windows.update(contributions(record, entity))
+    return MetricEntity(version=record["version"], windows=windows, updated_at=now, partition=partition)
+
+
+def count(window: WindowSum | None, member: MetricEntity, key: WindowKey, sign: int = 1) -> WindowSum:
+    """``window`` with one entity's share of window ``key`` added (sign=+1) or taken out (sign=-1)."""
+    window = window or WindowSum(sum=empty_contribution(), version=0, updated_at=None)
+    part = member["windows"][key]
+    if part is not None:
+        add(window["sum"], part, sign)
+    window["version"] += sign * member["version"]
+    if sign > 0 and (window["updated_at"] is None or member["updated_at"] > window["updated_at"]):
+        window["updated_at"] = member["updated_at"]
+    return window
+
+
+def combine(parts: Iterable[WindowSum]) -> WindowSum:
+    """One window from the sums of disjoint sets of its entities (the partitions' shares)."""
+    total = WindowSum(sum=empty_contribution(), version=0, updated_at=None)
+    for part in parts:
+        add(total["sum"], part["sum"])
+        total["version"] += part["version"]
+        if part["updated_at"] is not None and (total["updated_at"] is None
+                                               or part["updated_at"] > total["updated_at"]):
+            total["updated_at"] = part["updated_at"]
+    return total
 
 
 def peak_concurrency(intervals: dict[str, int]) -> int:
@@ -206,10 +286,11 @@ def _ratio(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
 
-def window_record(key: WindowKey, aggregate: Aggregate) -> Record:
+def window_record(key: WindowKey, window: WindowSum) -> Record:
     """The MetricWindow output record (ratios from the additive components, which are kept beside them)."""
     tenant, size, start_ms, dimension, value = key
-    calls, answered = aggregate["calls"], aggregate["answered"]
+    total = window["sum"]
+    calls, answered = total["calls"], total["answered"]
     return {
         "tenant": tenant,
         "window_start": _from_ms(start_ms),
@@ -217,59 +298,22 @@ def window_record(key: WindowKey, aggregate: Aggregate) -> Record:
         "window_size": size,
         "dimension": dimension,
         "dimension_value": value,
-        **{name: aggregate[name] for name in COUNTERS},
-        **{name: aggregate[name] for name in MONEY},
+        **{counter: total[counter] for counter in COUNTERS},
+        **{money: total[money] for money in MONEY},
         "asr": _ratio(answered, calls),
-        "ner": _ratio(calls - aggregate["network_failures"], calls),
-        "acd_seconds": _ratio(aggregate["talk_seconds"], answered),
-        "avg_pdd_ms": _ratio(aggregate["pdd_sum_ms"], aggregate["pdd_count"]),
-        "billed_minutes": aggregate["billed_seconds"] / 60,
-        "peak_concurrent_calls": peak_concurrency(aggregate["intervals"]),
-        "disconnect_causes": dict(sorted(aggregate["causes"].items())),
-        "version": aggregate["version"],
-        "updated_at": aggregate["updated_at"],
+        "ner": _ratio(calls - total["network_failures"], calls),
+        "acd_seconds": _ratio(total["talk_seconds"], answered),
+        "avg_pdd_ms": _ratio(total["pdd_sum_ms"], total["pdd_count"]),
+        "billed_minutes": total["billed_seconds"] / 60,
+        "peak_concurrent_calls": peak_concurrency(total["intervals"]),
+        "disconnect_causes": dict(sorted(total["causes"].items())),
+        "version": window["version"],
+        "updated_at": window["updated_at"],
     }
-
-
-EntityState = dict[str, Any]
-"""The last contribution of one entity: ``{"version": int, "contributions": {WindowKey: Contribution}}``."""
 
 
 def entity_key(record: Record, entity: str) -> str:
     return f"{entity}:{record['tenant']}:{_entity_id(record, entity)}"
-
-
-def replace(
-    previous: EntityState | None, record: Record, entity: str
-) -> tuple[EntityState, dict[WindowKey, tuple[Contribution | None, Contribution | None]]] | None:
-    """The entity's new state and, per window that changes, its (old, new) contribution; ``None`` for a stale
-    or repeated version. Pure: the caller applies the changes with :func:`update_window`."""
-    if previous is not None and record["version"] <= previous["version"]:
-        return None
-    new = contributions(record, entity)
-    old: dict[WindowKey, Contribution] = previous["contributions"] if previous else {}
-    changes = {key: (old.get(key), new.get(key)) for key in old.keys() | new.keys() if old.get(key) != new.get(key)}
-    return {"version": record["version"], "contributions": new}, changes
-
-
-def update_window(
-    aggregate: Aggregate | None, old: Contribution | None, new: Contribution | None, now: datetime
-) -> Aggregate:
-    """Retract the old contribution, add the new one, and count the change (the window's version)."""
-    aggregate = new_aggregate() if aggregate is None else aggregate
-    if old is not None:
-        add(aggregate, old, -1)
-    if new is not None:
-        add(aggregate, new, +1)
-    aggregate["version"] += 1
-    aggregate["updated_at"] = now
-    return aggregate
-
-
-def window_key(items: list[Any]) -> WindowKey:
-    """A window key from its JSON form (a list)."""
-    tenant, size, start, dimension, value = items
-    return (str(tenant), str(size), int(start), str(dimension), str(value))
 
 
 def _entity_id(record: Record, entity: str) -> Any:
