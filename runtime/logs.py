@@ -32,3 +32,15 @@ def setup(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+def dict_config(level: str = "INFO") -> dict[str, Any]:
+    """The same logging as `setup`, as a `logging.config.dictConfig` (what Faust's worker takes instead of
+    installing its own plain-text format)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+        "root": {"level": level.upper(), "handlers": ["default"]},
+    }

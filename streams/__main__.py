@@ -16,7 +16,8 @@ def main() -> None:
     ensure_topics(settings.kafka_bootstrap, callpipe_topics(settings.app_id))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
-    faust.Worker(app, loglevel=settings.log_level.lower()).execute_from_commandline()
+    faust.Worker(app, loglevel=settings.log_level.lower(),
+                 logging_config=logs.dict_config(settings.log_level)).execute_from_commandline()
 
 
 if __name__ == "__main__":

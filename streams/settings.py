@@ -24,6 +24,7 @@ class Settings:
     batch_window_s: float
     rating_plan: RatingPlan
     log_level: str
+    metrics_port: int
 
 
 def _rating_plan(text: str | None) -> RatingPlan:
@@ -44,4 +45,5 @@ def from_env() -> Settings:
         batch_window_s=env.number("STREAMS_BATCH_WINDOW_S", 0.1),
         rating_plan=_rating_plan(env.optional("CALLPIPE_RATING_PLAN")),
         log_level=env.log_level(),
+        metrics_port=env.integer("STREAMS_METRICS_PORT", 0),
     )

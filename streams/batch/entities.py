@@ -115,6 +115,7 @@ class Entities:
         for partition in sorted(partitions):
             for key in self.shares.expired(partition, self.registers.get):
                 self.registers.delete(partition, key)
+                batch.evicted["metric_entities"] += 1
         return batch
 
     def _count(self, batch: Batch, partition: int, entity: str, key: str, record: Record, now: datetime) -> None:

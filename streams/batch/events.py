@@ -3,6 +3,7 @@ Faust adapter (streams/faustapp/app.py) turns Faust's events into these and send
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -55,6 +56,10 @@ class Batch:
     shares: list[tuple[int, WindowKey, WindowSum]] = field(default_factory=list)
     """(partition, window, that partition's share of the window) for every share the batch changed."""
     late: list[Late] = field(default_factory=list)
+    late_shares: int = 0
+    """Window shares dropped because their window was already closed."""
+    evicted: Counter[str] = field(default_factory=Counter)
+    """State keys evicted, by table."""
 
     def publish(self, output: Output, part: str = "") -> None:
         """`part` tells apart records of one key that are not versions of each other (conference sessions)."""

@@ -9,7 +9,7 @@ the whole batch. No Faust or Kafka import (see streams/batch/entities.py).
 
 Lifecycle: the agent's event-time clock per partition is the latest clock the shares it read carry; a window
 closes `grace` after its end on that clock and is evicted (a tombstone). A share of a closed window is late: it
-is counted (`late_shares`) and dropped, so that an evicted window is never published again with part of its
+is counted (`Batch.late_shares`) and dropped, so that an evicted window is never published again with part of its
 sum.
 """
 
@@ -65,7 +65,6 @@ class Tenants:
         self.windows, self.balances, self.decode, self.grace = windows, balances, decode, grace
         self.clocks: dict[int, datetime] = {}
         self._expiry: dict[int, list[tuple[datetime, str]]] = {}
-        self.late_shares = 0
 
     @classmethod
     def over(cls, staged: Callable[..., Staged], decode: Callable[[str, bytes], Record],
@@ -95,7 +94,7 @@ class Tenants:
             partitions.add(event.partition)
             try:
                 if event.topic == topics.WINDOW_SHARES:
-                    changed_windows |= self._share(event.partition, codec.loads(event.value))
+                    changed_windows |= self._share(batch, event.partition, codec.loads(event.value))
                     continue
                 if event.topic == topics.BALANCE_ALERTS.name:
                     alert = self.decode(event.topic, event.value)
@@ -118,10 +117,10 @@ class Tenants:
         for tenant in sorted(changed_tenants):
             batch.publish(Output(topics.OUT_BALANCE, tenant, balance.to_record(self.balances.get(tenant), now)))
         for partition in sorted(partitions):
-            self._evict(partition)
+            batch.evicted["metric_windows"] += self._evict(partition)
         return batch
 
-    def _share(self, partition: int, message: dict[str, Any]) -> set[str]:
+    def _share(self, batch: Batch, partition: int, message: dict[str, Any]) -> set[str]:
         """The window keys to publish: the share's window, unless it is late."""
         window = metric_state.window_key(message["window"])
         key = metric_state.dump_key(window)
@@ -129,7 +128,7 @@ class Tenants:
         if clock is not None and (partition not in self.clocks or clock > self.clocks[partition]):
             self.clocks[partition] = clock
         if self._closed(partition, window):
-            self.late_shares += 1
+            batch.late_shares += 1
             return set()
         share = metric_state.load_sum(message)
         state: WindowState | None = self.windows.get(key)
@@ -150,9 +149,13 @@ class Tenants:
         closes = metrics.window_end(metric_state.load_key(key)) + self.grace
         heapq.heappush(self._expiry.setdefault(partition, []), (closes, key))
 
-    def _evict(self, partition: int) -> None:
+    def _evict(self, partition: int) -> int:
+        """Evict the partition's closed windows; how many."""
         clock = self.clocks.get(partition)
         heap = self._expiry.get(partition, [])
+        evicted = 0
         while clock is not None and heap and heap[0][0] <= clock:
             _, key = heapq.heappop(heap)
             self.windows.delete(partition, key)
+            evicted += 1
+        return evicted

@@ -38,6 +38,7 @@ from streams.batch.staging import Staged
 from streams.batch.tenants import TABLES as TENANT_TABLES
 from streams.batch.tenants import Tenants, share_message
 from streams.faustapp.patches import App, write_to_table
+from streams.faustapp.telemetry import StreamsTelemetry
 from streams.settings import Settings
 
 log = logging.getLogger("callpipe.streams")
@@ -105,6 +106,7 @@ def create_app(settings: Settings) -> faust.App:
     async def rebuild_shares() -> None:
         """Window shares and eviction schedules are derived from the tables: derived again after every recovery
         (docs/DESIGN.md, "Metric windows")."""
+        telemetry.rebalances.inc()
         held = held_partitions()
         entity_agent.rebuild_shares(tables["metric_entities"].data.items(), held)
         tenant_agent.rebuild_expiry(tables["metric_windows"].data.items(), held)
@@ -112,13 +114,16 @@ def create_app(settings: Settings) -> faust.App:
     tables["metric_entities"].on_recover(rebuild_shares)
     out_topics = {t.name: raw_topic(app, t.name) for t in (*topics.OUTPUT_TOPICS, topics.DEADLETTER)}
 
+    telemetry = StreamsTelemetry(tables)
+
     async def publish(output: Output) -> None:
         value = avro.encode(output.topic.name, output.topic.schema, output.record)
         app.deliveries.track(await out_topics[output.topic.name].send(key=output.key.encode(), value=value))
+        telemetry.records_out.labels(output.topic.name).inc()
 
     async def dead_letter(event: EventT, reason: Exception) -> None:
         msg = event.message
-        # In the message text, not only in `extra`: Faust's worker installs its own plain-text log format.
+        telemetry.dead_letters.inc()
         log.warning("dead-lettered stream event %s[%s]@%s: %s: %s", msg.topic, msg.partition, msg.offset,
                     type(reason).__name__, reason)
         record = {
@@ -143,6 +148,9 @@ def create_app(settings: Settings) -> faust.App:
                                                           value=message))
         for late in batch.late:
             await late_record(late)
+        telemetry.late.labels("share").inc(batch.late_shares)
+        for name, evicted in batch.evicted.items():
+            telemetry.evictions.labels(name).inc(evicted)
         for output in batch.outputs.values():
             await publish(output)
         if batch.failures:
@@ -151,6 +159,7 @@ def create_app(settings: Settings) -> faust.App:
                 await dead_letter(by_offset[(failed.topic, failed.partition, failed.offset)], reason)
 
     async def late_record(late: Late) -> None:
+        telemetry.late.labels(late.entity).inc()
         log.warning("late record not counted in the metrics: %s version %s would change a closed window",
                     late.key, late.record.get("version"))
         record = {
@@ -169,13 +178,17 @@ def create_app(settings: Settings) -> faust.App:
         async for events in stream.take_events(settings.batch_max_events, settings.batch_window_s):
             items = [Tick(e.message.partition, datetime.fromisoformat(bytes(e.value).decode()))
                      if e.message.topic == topics.TICKS else event(e) for e in events]
-            await finish(entity_agent.staged(), entity_agent.process(items, datetime.now(UTC)), events)
+            with telemetry.batch_seconds.labels("entities").time():
+                await finish(entity_agent.staged(), entity_agent.process(items, datetime.now(UTC)), events)
+            telemetry.batch_events.labels("entities").observe(len(events))
 
     @app.agent(tenant_source)
     async def tenants(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_max_events, settings.batch_window_s):
-            batch = tenant_agent.process([event(e) for e in events], datetime.now(UTC))
-            await finish(tenant_agent.staged(), batch, events)
+            with telemetry.batch_seconds.labels("tenants").time():
+                batch = tenant_agent.process([event(e) for e in events], datetime.now(UTC))
+                await finish(tenant_agent.staged(), batch, events)
+            telemetry.batch_events.labels("tenants").observe(len(events))
 
     @app.timer(interval=settings.tick_interval_s, on_leader=True)
     async def tick() -> None:
@@ -184,6 +197,7 @@ def create_app(settings: Settings) -> faust.App:
             await ticks.send(value=now, partition=partition)
 
     del entities, tenants, tick  # registered on the app by their decorators
+    telemetry.serve(settings.metrics_port)
     return app
 
 

@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -112,11 +113,14 @@ class Cluster:
     bootstrap: str
     app_id: str
     sink_group: str
+    metrics_port: int
+    """Of the `streams` worker (the one never killed)."""
 
 
 @pytest.fixture
 def cluster(kafka: str, tmp_path: Path) -> Iterator[Cluster]:
     app_id = f"callpipe-streams-failover-{uuid.uuid4().hex[:8]}"
+    metrics_port = free_port()
     sink_group = f"sink-{app_id}"
     create_topics(kafka, app_id)
     inputs = [*STREAMS_INPUTS, topics.TICKS]
@@ -128,10 +132,10 @@ def cluster(kafka: str, tmp_path: Path) -> Iterator[Cluster]:
     ))
     try:
         services.spawn("sink")
-        services.spawn("streams")
+        services.spawn("streams", STREAMS_METRICS_PORT=str(metrics_port))
         services.spawn("streams-2", module="streams", STREAMS_DATA_DIR=str(tmp_path / "streams-2"))
         services.wait_http("sink", f"{services.sink_url}/health")
-        yield Cluster(services, kafka, app_id, sink_group)
+        yield Cluster(services, kafka, app_id, sink_group, metrics_port)
     finally:
         services.stop()
 
@@ -402,3 +406,12 @@ def test_metric_windows_equal_sql_over_the_views_after_a_worker_is_killed_and_re
         raise
     assert sum(1 for key in window_totals(cluster, SQL_WINDOWS, tenant) if key[0] == "1m") > 50
     assert not cluster.services.dead(), f"crashed: {cluster.services.dead()}"
+
+    # What operators see of the worker that kept running: its state and its work, and JSON log lines.
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{cluster.metrics_port}/metrics", timeout=10).read().decode()
+    assert 'callpipe_streams_state_entries{table="metric_entities"}' in metrics
+    assert any(line.startswith('callpipe_streams_records_out_total{topic="callpipe.out.metrics.v1"}')
+               for line in metrics.splitlines())
+    log_lines = cluster.services.log("streams").read_text().splitlines()
+    assert log_lines and all(json.loads(line)["level"] for line in log_lines if line.startswith("{"))
+    assert sum(line.startswith("{") for line in log_lines) > len(log_lines) // 2

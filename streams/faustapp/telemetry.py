@@ -1,0 +1,50 @@
+"""Prometheus metrics of a streams worker, served on `STREAMS_METRICS_PORT` (0: not served) from a registry of
+its own: what an operator needs to see that state stays bounded and the worker keeps up."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sized
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+
+class _StateEntries(Collector):
+    """Entries per state table, read at scrape time (a length read is safe from the server's thread)."""
+
+    def __init__(self, tables: Mapping[str, Sized]) -> None:
+        self.tables = tables
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily("callpipe_streams_state_entries", "Keys held in each state table",
+                                   labels=["table"])
+        for name, table in sorted(self.tables.items()):
+            family.add_metric([name], len(table))
+        yield family
+
+
+class StreamsTelemetry:
+    def __init__(self, tables: Mapping[str, Sized]) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(_StateEntries(tables))
+        self.batch_events = Histogram(
+            "callpipe_streams_batch_events", "Events per batch", ["agent"], registry=self.registry,
+            buckets=(1, 5, 20, 50, 100, 250, 500, 1000, 2000))
+        self.batch_seconds = Histogram(
+            "callpipe_streams_batch_seconds", "Time to fold a batch and hand its writes to the producer",
+            ["agent"], registry=self.registry, buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 5))
+        self.records_out = Counter("callpipe_streams_records_out", "Records sent, by topic", ["topic"],
+                                   registry=self.registry)
+        self.evictions = Counter("callpipe_streams_evictions", "State keys evicted (tombstones), by table",
+                                 ["table"], registry=self.registry)
+        self.late = Counter("callpipe_streams_late", "Late records and shares not counted, by what was late",
+                            ["what"], registry=self.registry)
+        self.dead_letters = Counter("callpipe_streams_dead_letters", "Events dead-lettered by the streams stage",
+                                    registry=self.registry)
+        self.rebalances = Counter("callpipe_streams_rebalances", "Changelog recoveries (start and rebalances)",
+                                  registry=self.registry)
+
+    def serve(self, port: int) -> None:
+        if port:
+            start_http_server(port, registry=self.registry)
