@@ -92,14 +92,20 @@ def _version_number(path: Path) -> int:
     return int(path.stem[1:])
 
 
-@cache
-def _catalog() -> _Catalog:
+def read_current(directory: Path = AVRO_DIR) -> dict[str, SchemaVersion]:
+    """The current schemas of a contracts directory by short name (``history/`` is not read)."""
     current: dict[str, SchemaVersion] = {}
-    for path in sorted(AVRO_DIR.glob("*.avsc")):
+    for path in sorted(directory.glob("*.avsc")):
         loaded = _load(path, None)
         if loaded.name in current:
             raise ValueError(f"{path}: record {loaded.name} is defined twice")
         current[loaded.name] = loaded
+    return current
+
+
+@cache
+def _catalog() -> _Catalog:
+    current = read_current()
     history: dict[str, list[SchemaVersion]] = {}
     for path in sorted(HISTORY_DIR.glob("*/v*.avsc")):
         loaded = _load(path, _version_number(path))

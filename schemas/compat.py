@@ -16,6 +16,8 @@ from typing import Any
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import expand_schema
 
+from schemas.avro_schemas import short_name
+
 # Avro's allowed promotions: writer type -> reader types that can read it.
 _PROMOTIONS: dict[str, set[str]] = {
     "int": {"long", "float", "double"},
@@ -41,13 +43,9 @@ def _logical(schema: Any) -> tuple[Any, ...] | None:
     return None
 
 
-def _unqualified(name: str) -> str:
-    return name.rsplit(".", 1)[-1]
-
-
 def _same_name(reader: dict[str, Any], writer: dict[str, Any]) -> bool:
-    aliases = {_unqualified(a) for a in reader.get("aliases", [])}
-    return _unqualified(writer["name"]) in {_unqualified(reader["name"]), *aliases}
+    aliases = {short_name(a) for a in reader.get("aliases", [])}
+    return short_name(writer["name"]) in {short_name(reader["name"]), *aliases}
 
 
 def _matches(reader: Any, writer: Any) -> bool:
@@ -117,7 +115,7 @@ def problems(reader: Any, writer: Any) -> list[str]:
     found: list[str] = []
     root = _expanded(reader)
     name = root.get("name", "$") if isinstance(root, dict) else "$"
-    _resolve(root, _expanded(writer), _unqualified(name), found)
+    _resolve(root, _expanded(writer), short_name(name), found)
     return found
 
 

@@ -1,7 +1,8 @@
-"""Reads the Avro record contracts (``*.avsc``) with every named-type reference inlined.
+"""The Avro record contracts with every named-type reference inlined, for flattening into columns.
 
-Flattening a record into columns needs the full definition at each use site: a schema may define ``CallLeg``
-once and refer to it by name for the second leg.
+Flattening a record needs the full definition at each use site: a schema may define ``CallLeg`` once and refer to
+it by name for the second leg. The contracts are read by the project's one loader (`schemas/avro_schemas.py`) and
+expanded by fastavro's own `expand_schema`; what it leaves as a name is a recursive type, which has no columns.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from schemas.avro_schemas import AVRO_DIR
+from fastavro.schema import SchemaParseException, UnknownType, expand_schema
+
+from schemas import avro_schemas
 
 PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
-_NAMED = frozenset({"record", "enum", "fixed"})
 
 
 class AvroSchemaError(ValueError):
@@ -30,59 +32,43 @@ class RecordSchema:
     """Avro field objects; their types have every named reference replaced by the definition."""
 
 
-def _full_name(name: str, namespace: str | None) -> str:
-    return name if "." in name or not namespace else f"{namespace}.{name}"
-
-
-def _inline(schema: Any, namespace: str | None, names: dict[str, Any], stack: tuple[str, ...]) -> Any:
+def _refuse_references(schema: Any) -> None:
+    """A name left after expansion refers to a record being defined: recursion."""
     if isinstance(schema, str):
-        if schema in PRIMITIVES:
-            return schema
-        for candidate in (_full_name(schema, namespace), schema):
-            if candidate in names:
-                if candidate in stack:
-                    raise AvroSchemaError(f"recursive type {candidate} cannot be flattened into columns")
-                return names[candidate]
-        raise AvroSchemaError(f"unknown Avro type {schema!r}")
-    if isinstance(schema, list):
-        return [_inline(branch, namespace, names, stack) for branch in schema]
-    kind = schema["type"]
-    if kind in _NAMED:
-        full = _full_name(schema["name"], schema.get("namespace", namespace))
-        inner_ns = full.rpartition(".")[0] or None
-        resolved = dict(schema)
+        if schema not in PRIMITIVES:
+            raise AvroSchemaError(f"recursive type {schema} cannot be flattened into columns")
+    elif isinstance(schema, list):
+        for branch in schema:
+            _refuse_references(branch)
+    elif isinstance(schema, dict):
+        kind = schema["type"]
         if kind == "record":
-            # Registered before the fields so that a field refers to it and is caught as recursion.
-            names[full] = resolved
-            resolved["fields"] = [
-                {**f, "type": _inline(f["type"], inner_ns, names, (*stack, full))} for f in schema["fields"]
-            ]
-        names[full] = resolved
-        return resolved
-    if kind == "array":
-        return {**schema, "items": _inline(schema["items"], namespace, names, stack)}
-    if kind == "map":
-        return {**schema, "values": _inline(schema["values"], namespace, names, stack)}
-    if isinstance(kind, str) and kind in PRIMITIVES:
-        return schema
-    # {"type": <named reference or nested type>} wraps a type without adding anything.
-    return _inline(kind, namespace, names, stack)
+            for field in schema["fields"]:
+                _refuse_references(field["type"])
+        elif kind == "array":
+            _refuse_references(schema["items"])
+        elif kind == "map":
+            _refuse_references(schema["values"])
+        elif kind not in ("enum", "fixed"):
+            _refuse_references(kind)
 
 
 def parse_record(schema: dict[str, Any]) -> RecordSchema:
     if schema.get("type") != "record":
         raise AvroSchemaError(f"top-level schema {schema.get('name')!r} is not a record")
-    resolved = _inline(schema, None, {}, ())
+    try:
+        resolved: dict[str, Any] = expand_schema(schema)  # type: ignore[assignment]  # a record stays a dict
+    except (SchemaParseException, UnknownType) as exc:
+        raise AvroSchemaError(f"{schema.get('name')}: {exc}") from exc
+    _refuse_references(resolved)
     return RecordSchema(
-        name=str(schema["name"]).rpartition(".")[2],
+        name=avro_schemas.short_name(str(schema["name"])),
         doc=str(schema.get("doc", "")),
         fields=tuple(resolved["fields"]),
     )
 
 
-def load_records(directory: Path = AVRO_DIR) -> dict[str, RecordSchema]:
-    """Every current top-level record schema in ``directory`` by short name (``history/`` is not read)."""
-    records = [
-        parse_record(json.loads(p.read_text(encoding="utf-8"))) for p in sorted(directory.glob("*.avsc"))
-    ]
-    return {r.name: r for r in records}
+def load_records(directory: Path = avro_schemas.AVRO_DIR) -> dict[str, RecordSchema]:
+    """Every current top-level record schema of a contracts directory by short name."""
+    return {name: parse_record(json.loads(version.text))
+            for name, version in avro_schemas.read_current(directory).items()}

@@ -13,7 +13,8 @@ from functools import cache
 from pathlib import Path
 
 from schemas import topics
-from sinks.schema.avro import AVRO_DIR, AvroSchemaError, RecordSchema, load_records
+from schemas.avro_schemas import AVRO_DIR
+from sinks.schema.avro import AvroSchemaError, RecordSchema, load_records
 from sinks.schema.columns import Column, flatten, logical_type
 
 DEAD_LETTERS = "dead_letters"

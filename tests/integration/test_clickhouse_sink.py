@@ -21,8 +21,8 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 
 from schemas import topics
+from schemas.avro_schemas import AVRO_DIR
 from sinks.clickhouse import connect
-from sinks.schema.avro import AVRO_DIR
 from sinks.schema.ddl import cluster_ddl, write_migration
 from sinks.schema.migrate import migrate
 from sinks.schema.tables import Catalog, Engine, TableRule, load_catalog
