@@ -144,7 +144,7 @@ def batch_pass(events: list[tuple[str, str, bytes]], batch_size: int = 1000) -> 
         store = stores.setdefault(name, {})
         return Staged(store, dict_writer(store), **options)
 
-    agent = Entities.over(staged, avro.decode, plan, timeout, timedelta(hours=48))
+    agent = Entities.over(staged, avro.decode, plan, timeout, timedelta(hours=48), timedelta(hours=48))
     items = [Event(topic, zlib.crc32(key.encode()) % topics.PARTITIONS, offset, value)
              for offset, (topic, key, value) in enumerate(events)]
     now = datetime.now(UTC)

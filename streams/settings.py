@@ -19,6 +19,7 @@ class Settings:
     data_dir: Path
     inactivity_timeout: timedelta
     metric_grace: timedelta
+    retention: timedelta
     tick_interval_s: float
     batch_max_events: int
     batch_window_s: float
@@ -40,6 +41,7 @@ def from_env() -> Settings:
         data_dir=Path(env.text("STREAMS_DATA_DIR", ".data/streams")),
         inactivity_timeout=timedelta(seconds=env.number("STREAMS_INACTIVITY_TIMEOUT_S", 120.0)),
         metric_grace=timedelta(seconds=env.number("STREAMS_METRIC_GRACE_S", 48 * 3600.0)),
+        retention=timedelta(seconds=env.number("STREAMS_RETENTION_S", 48 * 3600.0)),
         tick_interval_s=env.number("STREAMS_TICK_INTERVAL_S", 5.0),
         batch_max_events=env.integer("STREAMS_BATCH_MAX_EVENTS", 1000),
         batch_window_s=env.number("STREAMS_BATCH_WINDOW_S", 0.1),

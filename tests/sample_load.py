@@ -58,7 +58,7 @@ class _Pipeline:
             store = stores.setdefault(name, {})
             return Staged(store, dict_writer(store), **options)
 
-        self.entities = Entities.over(staged, self.codec.decode, DEFAULT_PLAN, INACTIVITY, GRACE)
+        self.entities = Entities.over(staged, self.codec.decode, DEFAULT_PLAN, INACTIVITY, GRACE, GRACE)
         self.tenants = Tenants.over(staged, self.codec.decode, GRACE)
 
     def ingest(self, kind: str, body: Any, payload: bytes, received_at: datetime) -> None:

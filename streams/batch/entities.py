@@ -19,6 +19,7 @@ from streams.batch import metric_state
 from streams.batch import state_codec as codec
 from streams.batch.events import Batch, Event, Late, Output, Tick
 from streams.batch.folds import FEEDS, Fold, folds, state_of
+from streams.batch.lifetimes import LATE_REASON, Aging, Clock, LateEvent, aging_tables
 from streams.batch.staging import Staged
 from streams.batch.window_shares import WindowShares
 from streams.domain import billing, correlate
@@ -66,32 +67,37 @@ class Entities:
     from which `shares` derives the partitions' window shares; `tables`: the other families' states
     (batch/folds.py)."""
 
-    def __init__(self, calls: Staged, open_calls: Staged, registers: Staged, tables: dict[str, Staged],
+    def __init__(self, calls: Aging, open_calls: Staged, registers: Staged, tables: dict[str, Aging],
                  folds: dict[str, Fold], decode: Callable[[str, bytes], Record], plan: RatingPlan,
-                 inactivity_timeout: timedelta, metric_grace: timedelta) -> None:
+                 inactivity_timeout: timedelta, metric_grace: timedelta, clock: Clock) -> None:
         self.calls, self.open_calls, self.registers = calls, open_calls, registers
         self.tables, self.folds = tables, folds
         self.decode, self.plan, self.timeout = decode, plan, inactivity_timeout
         self.shares = WindowShares(metric_grace)
+        self.clock = clock
 
     @classmethod
     def over(cls, staged: Callable[..., Staged], decode: Callable[[str, bytes], Record], plan: RatingPlan,
-             inactivity_timeout: timedelta, metric_grace: timedelta) -> Entities:
+             inactivity_timeout: timedelta, metric_grace: timedelta, retention: timedelta) -> Entities:
         """The agent over the tables `staged(name, **options)` makes (Faust tables, or dicts in tests)."""
         family_folds = folds(plan)
-        return cls(staged("calls", cache=CALL_CACHE_SIZE), staged("open_calls", cache=OPEN_CALLS_CACHE_SIZE,
-                                                                   decode=sorted_keys),
+        clock = Clock(retention)
+        aging = aging_tables(staged, clock)
+        return cls(aging("calls", cache=CALL_CACHE_SIZE), staged("open_calls", cache=OPEN_CALLS_CACHE_SIZE,
+                                                                  decode=sorted_keys),
                    staged("metric_entities", encode=metric_state.dump_entity, decode=metric_state.load_entity),
-                   {name: staged(name) for name in family_tables(family_folds)},
-                   family_folds, decode, plan, inactivity_timeout, metric_grace)
+                   {name: aging(name) for name in family_tables(family_folds)},
+                   family_folds, decode, plan, inactivity_timeout, metric_grace, clock)
 
     def staged(self) -> Iterable[Staged]:
         return (self.calls, self.open_calls, self.registers, *self.tables.values())
 
-    def rebuild_shares(self, stored: Iterable[tuple[str, bytes]], partitions: Container[int]) -> None:
-        """After a changelog recovery: the shares again from the stored registers (key, value) of the
-        partitions this worker holds (a store may keep keys of partitions it no longer holds)."""
-        registers = ((key, metric_state.load_entity(value)) for key, value in stored)
+    def recover(self, partitions: Container[int]) -> None:
+        """After a changelog recovery: what is derived from the tables (eviction schedules, clocks, window
+        shares) again, from the values of the partitions this worker holds (a store may keep others)."""
+        for table in (self.calls, *self.tables.values()):
+            table.recover(partitions)
+        registers = ((key, metric_state.load_entity(value)) for key, value in self.registers.store.items())
         self.shares.rebuild((r["partition"], key, r) for key, r in registers if r["partition"] in partitions)
 
     def process(self, items: Sequence[Event | Tick], now: datetime) -> Batch:
@@ -101,10 +107,12 @@ class Entities:
         for item in items:
             partitions.add(item.partition)
             if isinstance(item, Tick):
+                self.clock.current = None
                 self._tick(batch, item, now)
                 continue
             try:
                 record = self.decode(item.topic, item.value)
+                self.clock.observe(item.partition, record)
                 if record["kind"] in correlate.CALL_KINDS:
                     self._call_event(batch, item.partition, record, now)
                 else:
@@ -116,7 +124,17 @@ class Entities:
             for key in self.shares.expired(partition, self.registers.get):
                 self.registers.delete(partition, key)
                 batch.evicted["metric_entities"] += 1
+            for name, table in (("calls", self.calls), *self.tables.items()):
+                for key in table.expired(partition):
+                    batch.evicted[name] += 1
+                    if table is self.calls:
+                        self._track_pending(partition, key, False)
         return batch
+
+    def _refuse_late(self, partition: int, before: object) -> None:
+        if before is None and self.clock.is_late(partition):
+            raise LateEvent(f"{LATE_REASON}: the event is older than the retention on its partition's clock "
+                            "and its entity holds no state (it may have been evicted)")
 
     def _count(self, batch: Batch, partition: int, entity: str, key: str, record: Record, now: datetime) -> None:
         """Count a rated record in the tenant's balance and in its partition's window shares."""
@@ -156,6 +174,7 @@ class Entities:
     def _call_event(self, batch: Batch, partition: int, record: Record, now: datetime) -> None:
         key = state_key(record, record["call_id"])
         before = self.calls.get(key)
+        self._refuse_late(partition, before)
         state = correlate.apply(before, record)
         if state is before:
             # A duplicate, e.g. re-read after a crash. The state may have reached the changelog while the record
@@ -180,6 +199,7 @@ class Entities:
         entity_id = record[fold.key]
         key = state_key(record, entity_id)
         before = table.get(key)
+        self._refuse_late(partition, before)
         result = fold.apply(before, record)
         state = state_of(result)
         if state is not before:  # a duplicate leaves the state as it was; its record is published again below

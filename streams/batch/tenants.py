@@ -76,11 +76,11 @@ class Tenants:
     def staged(self) -> Iterable[Staged]:
         return (self.windows, self.balances)
 
-    def rebuild_expiry(self, stored: Iterable[tuple[str, bytes]], partitions: Container[int]) -> None:
-        """After a changelog recovery: the eviction schedule of the stored windows (key, value) of the
-        partitions this worker holds."""
+    def recover(self, partitions: Container[int]) -> None:
+        """After a changelog recovery: the eviction schedule of the stored windows of the partitions this
+        worker holds."""
         self._expiry = {}
-        for key, value in stored:
+        for key, value in self.windows.store.items():
             partition = _load_window(value)["partition"]
             if partition in partitions:
                 self._schedule(partition, key)

@@ -59,3 +59,15 @@ def millis_between(start: datetime | None, end: datetime | None) -> int | None:
     if start is None or end is None:
         return None
     return int((end - start) / timedelta(milliseconds=1))
+
+
+def event_time(record: Record) -> datetime | None:
+    """The latest provider time an event carries, its own or its legs' (``received_at``, the ingest clock, is
+    not one); None when it carries none."""
+    times = [value for name, value in record.items()
+             if name.endswith("_at") and name != "received_at" and isinstance(value, datetime)]
+    for leg in ("origin", "destination"):
+        nested = record.get(leg)
+        if isinstance(nested, dict):
+            times += [value for name, value in nested.items() if name.endswith("_at") and isinstance(value, datetime)]
+    return max(times, default=None)

@@ -34,6 +34,7 @@ from schemas.codec import codec_from_settings
 from streams.batch import metric_state, state_codec
 from streams.batch.entities import Entities, table_names
 from streams.batch.events import Batch, Event, Late, Output, Tick
+from streams.batch.lifetimes import LATE_REASON, LateEvent
 from streams.batch.staging import Staged
 from streams.batch.tenants import TABLES as TENANT_TABLES
 from streams.batch.tenants import Tenants, share_message
@@ -44,7 +45,7 @@ from streams.settings import Settings
 log = logging.getLogger("callpipe.streams")
 
 TABLES = (*table_names(), *TENANT_TABLES)
-LATE_REASON = "late-after-retention: the record would change a closed metric window"
+LATE_RECORD = f"{LATE_REASON}: the record would change a closed metric window"
 ENTITY_TOPICS = tuple(t for t in topics.INPUT_TOPICS if t is not topics.BALANCE_ALERTS)
 
 
@@ -92,7 +93,8 @@ def create_app(settings: Settings) -> faust.App:
 
         return Staged(table, write, **options)
 
-    entity_agent = Entities.over(staged, avro.decode, plan, settings.inactivity_timeout, settings.metric_grace)
+    entity_agent = Entities.over(staged, avro.decode, plan, settings.inactivity_timeout, settings.metric_grace,
+                                 settings.retention)
     tenant_agent = Tenants.over(staged, avro.decode, settings.metric_grace)
 
     tenant_source = raw_topic(app, topics.BALANCE_ALERTS.name, topics.TENANT_FEED, topics.WINDOW_SHARES)
@@ -103,15 +105,15 @@ def create_app(settings: Settings) -> faust.App:
     def held_partitions() -> set[int]:
         return {tp.partition for tp in app.assignor.assigned_actives()}
 
-    async def rebuild_shares() -> None:
-        """Window shares and eviction schedules are derived from the tables: derived again after every recovery
-        (docs/DESIGN.md, "Metric windows")."""
+    async def recovered() -> None:
+        """Window shares, clocks and eviction schedules are derived from the tables: derived again after every
+        recovery (docs/DESIGN.md, "Metric windows", "State lifecycle")."""
         telemetry.rebalances.inc()
         held = held_partitions()
-        entity_agent.rebuild_shares(tables["metric_entities"].data.items(), held)
-        tenant_agent.rebuild_expiry(tables["metric_windows"].data.items(), held)
+        entity_agent.recover(held)
+        tenant_agent.recover(held)
 
-    tables["metric_entities"].on_recover(rebuild_shares)
+    tables["metric_entities"].on_recover(recovered)
     out_topics = {t.name: raw_topic(app, t.name) for t in (*topics.OUTPUT_TOPICS, topics.DEADLETTER)}
 
     telemetry = StreamsTelemetry(tables)
@@ -124,6 +126,8 @@ def create_app(settings: Settings) -> faust.App:
     async def dead_letter(event: EventT, reason: Exception) -> None:
         msg = event.message
         telemetry.dead_letters.inc()
+        if isinstance(reason, LateEvent):
+            telemetry.late.labels("event").inc()
         log.warning("dead-lettered stream event %s[%s]@%s: %s: %s", msg.topic, msg.partition, msg.offset,
                     type(reason).__name__, reason)
         record = {
@@ -164,7 +168,7 @@ def create_app(settings: Settings) -> faust.App:
                     late.key, late.record.get("version"))
         record = {
             "kind": late.entity, "tenant": late.record["tenant"], "received_at": datetime.now(UTC),
-            "stage": "streams", "reason": LATE_REASON, "error_type": "LateRecord", "headers": {},
+            "stage": "streams", "reason": LATE_RECORD, "error_type": "LateRecord", "headers": {},
             "body": state_codec.encode(late.record), "source_topic": topics.WINDOW_SHARES, "source_partition": None,
             "source_offset": None,
         }

@@ -113,7 +113,7 @@ def sends(agent: Any, batch: Batch) -> list[Write]:
 
 
 def entities(staged: Callable[..., Staged]) -> Entities:
-    return Entities.over(staged, AVRO.decode, DEFAULT_PLAN, timedelta(seconds=120), GRACE)
+    return Entities.over(staged, AVRO.decode, DEFAULT_PLAN, timedelta(seconds=120), GRACE, GRACE)
 
 
 def tenants(staged: Callable[..., Staged]) -> Tenants:
@@ -122,10 +122,7 @@ def tenants(staged: Callable[..., Staged]) -> Tenants:
 
 def restart(agent: Agent) -> Any:
     live = agent.start()
-    if isinstance(live, Entities):
-        live.rebuild_shares(agent.durable.get("metric_entities", {}).items(), range(PARTITIONS))
-    else:
-        live.rebuild_expiry(agent.durable.get("metric_windows", {}).items(), range(PARTITIONS))
+    live.recover(range(PARTITIONS))
     return live
 
 

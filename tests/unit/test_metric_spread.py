@@ -48,7 +48,8 @@ def test_one_tenants_metric_updates_land_on_most_partitions() -> None:
 
         return Staged(store, write, **options)
 
-    agent = Entities.over(staged, AVRO.decode, DEFAULT_PLAN, timedelta(seconds=120), timedelta(hours=48))
+    agent = Entities.over(staged, AVRO.decode, DEFAULT_PLAN, timedelta(seconds=120), timedelta(hours=48),
+                          timedelta(hours=48))
     windows: Counter[int] = Counter()
     for start in range(0, len(events), 50):
         batch = agent.process(events[start:start + 50], RECEIVED)

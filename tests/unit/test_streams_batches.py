@@ -53,7 +53,7 @@ GRACE = timedelta(hours=48)
 
 
 def entities(tables: Tables) -> Entities:
-    return Entities.over(tables.staged, AVRO.decode, DEFAULT_PLAN, timedelta(seconds=120), GRACE)
+    return Entities.over(tables.staged, AVRO.decode, DEFAULT_PLAN, timedelta(seconds=120), GRACE, GRACE)
 
 
 def tenants(tables: Tables) -> Tenants:

@@ -1,0 +1,131 @@
+"""How long an entity's state lives: each value of an entity table is held with the event time of the entity's
+latest event and its partition, and evicted (a changelog tombstone, which compaction then drops) once its
+partition's event-time clock is `retention` past that time.
+
+Clock (docs/DESIGN.md, "State lifecycle"): per partition, the latest event time seen (an event's own provider
+times, capped at its ingest time plus `FUTURE_SKEW`); derived from the held values after a recovery. An event
+that carries no provider time neither moves the clock nor ages its entity. An event older than the retention
+whose entity holds no state is late: its entity may have been evicted, and folding it would publish a partial
+record over the complete one, so the caller dead-letters it instead.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Container, Iterator, Mapping
+from datetime import datetime, timedelta
+from typing import Any, TypedDict
+
+from streams.batch import state_codec as codec
+from streams.batch.staging import Staged, StoreWrite
+from streams.domain.records import Record, event_time
+
+FUTURE_SKEW = timedelta(hours=1)
+
+
+LATE_REASON = "late-after-retention"
+
+
+class LateEvent(ValueError):
+    """An event older than the retention for an entity that holds no state (its state may have been evicted)."""
+
+
+class Held(TypedDict):
+    state: Any
+    at: int | None
+    """Event time of the entity's latest event, epoch ms; None before any event that carried one."""
+    partition: int
+
+
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def dump_held(held: Held) -> bytes:
+    return codec.encode({"s": held["state"], "t": held["at"], "p": held["partition"]})
+
+
+def load_held(text: bytes) -> Held:
+    return held_value(codec.loads(text))
+
+
+def held_value(data: Any) -> Held:
+    return Held(state=data["s"], at=data["t"], partition=data["p"])
+
+
+class Clock:
+    """The partitions' event-time clocks (epoch ms) and the event time of the event being folded."""
+
+    def __init__(self, retention: timedelta) -> None:
+        self.retention_ms = int(retention / timedelta(milliseconds=1))
+        self.partitions: dict[int, int] = {}
+        self.current: int | None = None
+
+    def observe(self, partition: int, record: Record) -> None:
+        at = event_time(record)
+        received = record.get("received_at")
+        if at is not None and isinstance(received, datetime):
+            at = min(at, received + FUTURE_SKEW)
+        self.current = None if at is None else _ms(at)
+        self.advance(partition, self.current)
+
+    def advance(self, partition: int, at: int | None) -> None:
+        if at is not None and at > self.partitions.get(partition, at - 1):
+            self.partitions[partition] = at
+
+    def is_late(self, partition: int) -> bool:
+        clock = self.partitions.get(partition)
+        return self.current is not None and clock is not None and self.current + self.retention_ms <= clock
+
+
+class Aging(Staged):
+    """A staged entity table: `get` and `put` take and give the entity's state; the store holds it as `Held`."""
+
+    def __init__(self, store: Mapping[str, bytes], write: StoreWrite, clock: Clock, *, cache: int = 0) -> None:
+        super().__init__(store, write, cache=cache, encode=dump_held, decode=load_held)
+        self.clock = clock
+        self._expiry: dict[int, list[tuple[int, str]]] = {}
+
+    def get(self, key: str) -> Any:
+        held = super().get(key)
+        return None if held is None else held["state"]
+
+    def put(self, partition: int, key: str, value: Any) -> None:
+        held: Held | None = super().get(key)
+        before = held["at"] if held else None
+        known = [t for t in (before, self.clock.current) if t is not None]
+        at = max(known) if known else None
+        super().put(partition, key, Held(state=value, at=at, partition=partition))
+        if at is not None and at != before:
+            heapq.heappush(self._expiry.setdefault(partition, []), (at + self.clock.retention_ms, key))
+
+    def expired(self, partition: int) -> Iterator[str]:
+        """Delete the partition's keys past the retention; yields each deleted key."""
+        clock = self.clock.partitions.get(partition)
+        heap = self._expiry.get(partition, [])
+        while clock is not None and heap and heap[0][0] <= clock:
+            _, key = heapq.heappop(heap)
+            held: Held | None = super().get(key)
+            if held is not None and held["at"] is not None and held["at"] + self.clock.retention_ms <= clock:
+                self.delete(partition, key)
+                yield key
+
+    def recover(self, partitions: Container[int]) -> None:
+        """After a changelog recovery: the eviction schedule and the clocks from what the store holds."""
+        self._expiry = {}
+        for key, text in self.store.items():
+            held = load_held(text)
+            if held["partition"] in partitions and held["at"] is not None:
+                heapq.heappush(self._expiry.setdefault(held["partition"], []),
+                               (held["at"] + self.clock.retention_ms, key))
+                self.clock.advance(held["partition"], held["at"])
+
+
+def aging_tables(staged: Callable[..., Staged], clock: Clock) -> Callable[..., Aging]:
+    """`staged(name, **options)` for entity tables: the same store and writer, held values with their age."""
+
+    def make(name: str, cache: int = 0) -> Aging:
+        plain = staged(name)
+        return Aging(plain.store, plain.write, clock, cache=cache)
+
+    return make
