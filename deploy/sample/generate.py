@@ -96,10 +96,12 @@ def _entities(rng: random.Random) -> list[tuple[int, Builder]]:
     return entities
 
 
-def build(seed: int = SEED) -> list[Delivery]:
+def build(seed: int = SEED, first_id: int = FIRST_ID, counter_offset: int = 0) -> list[Delivery]:
+    """The sample's deliveries; another seed and ids give another hour of the same mix (bench/soak.py)."""
     rng = random.Random(seed)
     sample = Sample(rng)
-    call_id = FIRST_ID
+    sample.counters = {name: value + counter_offset for name, value in sample.counters.items()}
+    call_id = first_id
     for start, builder in sorted(_entities(rng), key=lambda entry: entry[0]):
         call_id += rng.randint(1, 40)  # other customers' traffic uses the same id sequence
         builder(sample, call_id, start)
