@@ -113,11 +113,14 @@ STATE_TABLES = ("calls", "open_calls", "conferences", "extensions", "single_leg"
 
 
 def streams_internal(app_id: str = STREAMS_APP_ID) -> tuple[InternalTopic, ...]:
-    compacted = {"cleanup.policy": "compact"}
+    # Compaction only cleans closed segments: an hour-long segment (not the broker's week) keeps a changelog, and so a
+    # restore, bounded by the retention plus an hour; tombstones stay a day for restores already under way.
+    compacted = {"cleanup.policy": "compact", "segment.ms": str(3_600_000), "min.cleanable.dirty.ratio": "0.25",
+                 "delete.retention.ms": str(86_400_000)}
     return (
         InternalTopic(TICKS, PARTITIONS, {"retention.ms": str(3_600_000)}),
-        InternalTopic(TENANT_FEED, PARTITIONS),
-        InternalTopic(WINDOW_SHARES, PARTITIONS),
+        InternalTopic(TENANT_FEED, PARTITIONS, {"retention.ms": str(86_400_000)}),
+        InternalTopic(WINDOW_SHARES, PARTITIONS, {"retention.ms": str(86_400_000)}),
         InternalTopic(f"{app_id}-__assignor-__leader", 1),
         *(InternalTopic(f"{app_id}-{name}-changelog", PARTITIONS, compacted) for name in STATE_TABLES),
     )
