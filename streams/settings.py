@@ -17,6 +17,8 @@ class Settings:
     kafka_bootstrap: str
     schema_registry_url: str | None
     data_dir: Path
+    store: str
+    """Faust's table store: `rocksdb://` (local, persistent: a restart reads the changelog tail) or `memory://`."""
     inactivity_timeout: timedelta
     metric_grace: timedelta
     retention: timedelta
@@ -39,6 +41,7 @@ def from_env() -> Settings:
         kafka_bootstrap=env.kafka_bootstrap(),
         schema_registry_url=env.schema_registry_url(),
         data_dir=Path(env.text("STREAMS_DATA_DIR", ".data/streams")),
+        store=env.text("STREAMS_STORE", "rocksdb://"),
         inactivity_timeout=timedelta(seconds=env.number("STREAMS_INACTIVITY_TIMEOUT_S", 120.0)),
         metric_grace=timedelta(seconds=env.number("STREAMS_METRIC_GRACE_S", 48 * 3600.0)),
         retention=timedelta(seconds=env.number("STREAMS_RETENTION_S", 48 * 3600.0)),

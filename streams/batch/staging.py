@@ -35,8 +35,9 @@ def dict_writer(store: dict[str, bytes]) -> StoreWrite:
 class Staged:
     """Decoded values are cached across batches (`cache` most recent keys) only for tables whose domain
     functions never modify their input (calls: correlate is pure), because cached values are handed out
-    shared. A cached value is used only while the store still holds the very bytes object it was decoded
-    from, so a changelog restore (which stores new objects) can never leave it stale."""
+    shared. A cached value is used only while the store still holds the bytes it was decoded from, so a
+    changelog restore can never leave it stale (bytes compare by identity first: with the in-memory store,
+    which keeps the very object, the check is free)."""
 
     def __init__(self, store: Mapping[str, bytes], write: StoreWrite, *, cache: int = 0,
                  encode: Callable[[Any], bytes] = codec.encode, decode: Callable[[bytes], Any] = codec.loads) -> None:
@@ -55,7 +56,7 @@ class Staged:
         if not self.cache_size:
             return self.decode(text)
         item = self._cache.pop(key, None)
-        value = item[1] if item is not None and item[0] is text else self.decode(text)
+        value = item[1] if item is not None and item[0] == text else self.decode(text)
         self._remember(key, text, value)
         return value
 

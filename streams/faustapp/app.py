@@ -54,7 +54,7 @@ def faust_app(settings: Settings) -> App:
     return App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
-        store="memory://",
+        store=settings.store,
         datadir=str(settings.data_dir),
         topic_partitions=topics.PARTITIONS,
         topic_replication_factor=1,
@@ -85,8 +85,9 @@ def create_app(settings: Settings) -> faust.App:
 
     def staged(name: str, **options: Any) -> Staged:
         # str keys (JSON on the changelog), raw bytes values: the batch layer's state JSON (batch/state_codec.py).
+        # use_partitioner: reads of any partition's key (streams/faustapp/patches.py, 6.)
         table = tables[name] = app.Table(name, default=None, partitions=topics.PARTITIONS, key_type=str,
-                                         value_type=bytes)
+                                         value_type=bytes, use_partitioner=True)
 
         def write(partition: int, key: str, value: bytes | None) -> None:
             write_to_table(table, partition, key, value)

@@ -31,6 +31,12 @@ moves upstream.
    (`Table.send_changelog` plus the store, `Table.data`; `Table.on_key_del` for the tombstone) with the
    changelog partition given instead of taken from Faust's current event: a batch holds events of several
    partitions.
+6. The RocksDB store written and read for any partition. `faust.stores.rocksdb.Store._set` writes to the
+   database of the current event's partition, and `_get` reads only that database unless the table uses the
+   partitioner: a batch writes and reads keys of several partitions. The tables are declared with
+   `use_partitioner=True` (reads search the partitions' databases through Faust's key index and bloom
+   filters), and `write_to_table` writes to the given partition's database itself (`Store._db_for_partition`,
+   `Store._encode_key`/`_encode_value`, `Store._key_index`).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import faust
+from faust.stores.rocksdb import Store as RocksStore
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP, TableT
@@ -87,10 +94,27 @@ def write_to_table(table: TableT[str, bytes], partition: int, key: str, value: b
     partition given (5. above)."""
     if value is None:
         table.send_changelog(partition, key, None, value_serializer="raw")
-        table.data.pop(key, None)
-        return
-    table.send_changelog(partition, key, value)
-    table.data[key] = value
+    else:
+        table.send_changelog(partition, key, value)
+    store = table.data
+    if isinstance(store, RocksStore):
+        _write_rocks(store, partition, key, value)
+    elif value is None:
+        store.pop(key, None)
+    else:
+        store[key] = value
+
+
+def _write_rocks(store: RocksStore, partition: int, key: str, value: bytes | None) -> None:
+    """`faust.stores.rocksdb.Store._set`/`_del` with the partition's database given (6. above)."""
+    encoded = store._encode_key(key)
+    db = store._db_for_partition(partition)
+    if value is None:
+        db.delete(encoded)
+        store._key_index.pop(encoded, None)
+    else:
+        db.put(encoded, store._encode_value(value))
+        store._key_index[encoded] = partition
 
 
 class App(faust.App):

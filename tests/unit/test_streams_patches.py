@@ -12,6 +12,7 @@ from typing import Any
 import aiokafka
 import faust
 import pytest
+from faust.stores.rocksdb import Store as RocksStore
 from faust.tables.base import Collection
 from faust.transport.consumer import Consumer as BaseConsumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
@@ -38,6 +39,11 @@ UPSTREAM: list[tuple[Callable[..., Any], list[str]]] = [
     (faust.App._new_producer, ["self"]),
     (faust.App._new_consumer, ["self"]),
     (Collection.send_changelog, ["self", "partition", "key", "value", "key_serializer", "value_serializer"]),
+    (RocksStore._set, ["self", "key", "value"]),
+    (RocksStore._get, ["self", "key"]),
+    (RocksStore._db_for_partition, ["self", "partition"]),
+    (RocksStore._encode_key, ["self", "key"]),
+    (RocksStore._encode_value, ["self", "value"]),
 ]
 
 
@@ -54,6 +60,9 @@ def test_the_upstream_state_the_patches_read_is_still_there() -> None:
         assert attribute in consumer_source, attribute
     assert "self.data" in inspect.getsource(Collection)  # patch 5 writes the store beside the changelog
     assert "flush_atmost" in inspect.getsource(ProducerBuffer.flush)  # patch 1 waits beyond it
+    get_source = inspect.getsource(RocksStore._get)  # patch 6: use_partitioner makes reads search every partition
+    assert "use_partitioner" in get_source and "_get_bucket_for_key" in get_source
+    assert "self._key_index" in inspect.getsource(RocksStore.__init__)
 
 
 def test_the_patched_classes_override_what_the_docstring_says() -> None:
