@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import faust
@@ -38,7 +39,7 @@ from streams.batch.lifetimes import LATE_REASON, LateEvent
 from streams.batch.staging import Staged
 from streams.batch.tenants import TABLES as TENANT_TABLES
 from streams.batch.tenants import Tenants, share_message
-from streams.faustapp.patches import App, write_to_table
+from streams.faustapp.patches import App, table_entries, write_to_table
 from streams.faustapp.telemetry import StreamsTelemetry
 from streams.settings import Settings
 
@@ -117,7 +118,7 @@ def create_app(settings: Settings) -> faust.App:
     tables["metric_entities"].on_recover(recovered)
     out_topics = {t.name: raw_topic(app, t.name) for t in (*topics.OUTPUT_TOPICS, topics.DEADLETTER)}
 
-    telemetry = StreamsTelemetry(tables)
+    telemetry = StreamsTelemetry({name: partial(table_entries, table) for name, table in tables.items()})
 
     async def publish(output: Output) -> None:
         value = avro.encode(output.topic.name, output.topic.schema, output.record)

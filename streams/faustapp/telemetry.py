@@ -3,7 +3,7 @@ its own: what an operator needs to see that state stays bounded and the worker k
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sized
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
@@ -11,21 +11,21 @@ from prometheus_client.registry import Collector
 
 
 class _StateEntries(Collector):
-    """Entries per state table, read at scrape time (a length read is safe from the server's thread)."""
+    """Entries per state table, counted at scrape time (`entries` of each table)."""
 
-    def __init__(self, tables: Mapping[str, Sized]) -> None:
+    def __init__(self, tables: Mapping[str, Callable[[], int]]) -> None:
         self.tables = tables
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         family = GaugeMetricFamily("callpipe_streams_state_entries", "Keys held in each state table",
                                    labels=["table"])
-        for name, table in sorted(self.tables.items()):
-            family.add_metric([name], len(table))
+        for name, entries in sorted(self.tables.items()):
+            family.add_metric([name], entries())
         yield family
 
 
 class StreamsTelemetry:
-    def __init__(self, tables: Mapping[str, Sized]) -> None:
+    def __init__(self, tables: Mapping[str, Callable[[], int]]) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_StateEntries(tables))
         self.batch_events = Histogram(

@@ -44,6 +44,7 @@ UPSTREAM: list[tuple[Callable[..., Any], list[str]]] = [
     (RocksStore._db_for_partition, ["self", "partition"]),
     (RocksStore._encode_key, ["self", "key"]),
     (RocksStore._encode_value, ["self", "value"]),
+    (RocksStore._dbs_for_actives, ["self"]),
 ]
 
 
