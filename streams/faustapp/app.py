@@ -39,7 +39,7 @@ from streams.batch.lifetimes import LATE_REASON, LateEvent
 from streams.batch.staging import Staged
 from streams.batch.tenants import TABLES as TENANT_TABLES
 from streams.batch.tenants import Tenants, share_message
-from streams.faustapp.patches import App, table_entries, write_to_table
+from streams.faustapp.patches import App, commit_lag, table_entries, write_to_table
 from streams.faustapp.telemetry import StreamsTelemetry
 from streams.settings import Settings
 
@@ -118,7 +118,8 @@ def create_app(settings: Settings) -> faust.App:
     tables["metric_entities"].on_recover(recovered)
     out_topics = {t.name: raw_topic(app, t.name) for t in (*topics.OUTPUT_TOPICS, topics.DEADLETTER)}
 
-    telemetry = StreamsTelemetry({name: partial(table_entries, table) for name, table in tables.items()})
+    telemetry = StreamsTelemetry({name: partial(table_entries, table) for name, table in tables.items()},
+                                 partial(commit_lag, app))
 
     async def publish(output: Output) -> None:
         value = avro.encode(output.topic.name, output.topic.schema, output.record)

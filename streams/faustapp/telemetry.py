@@ -24,10 +24,25 @@ class _StateEntries(Collector):
         yield family
 
 
+class _CommitLag(Collector):
+    def __init__(self, lag: Callable[[], Mapping[tuple[str, int], int]]) -> None:
+        self.lag = lag
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily("callpipe_streams_commit_lag",
+                                   "Messages past the last committed offset, per assigned partition",
+                                   labels=["topic", "partition"])
+        for (topic, partition), lag in sorted(self.lag().items()):
+            family.add_metric([topic, str(partition)], lag)
+        yield family
+
+
 class StreamsTelemetry:
-    def __init__(self, tables: Mapping[str, Callable[[], int]]) -> None:
+    def __init__(self, tables: Mapping[str, Callable[[], int]],
+                 lag: Callable[[], Mapping[tuple[str, int], int]]) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_StateEntries(tables))
+        self.registry.register(_CommitLag(lag))
         self.batch_events = Histogram(
             "callpipe_streams_batch_events", "Events per batch", ["agent"], registry=self.registry,
             buckets=(1, 5, 20, 50, 100, 250, 500, 1000, 2000))

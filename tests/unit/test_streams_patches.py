@@ -64,6 +64,7 @@ def test_the_upstream_state_the_patches_read_is_still_there() -> None:
     get_source = inspect.getsource(RocksStore._get)  # patch 6: use_partitioner makes reads search every partition
     assert "use_partitioner" in get_source and "_get_bucket_for_key" in get_source
     assert "self._key_index" in inspect.getsource(RocksStore.__init__)
+    assert "self._committed_offset" in consumer_source  # patch 8 reads it
 
 
 def test_the_patched_classes_override_what_the_docstring_says() -> None:
