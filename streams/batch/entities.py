@@ -145,7 +145,9 @@ class Entities:
         if new is None:
             if old is not None:
                 self.shares.touch(partition, old)
-        elif self.shares.is_late(partition, old, new):
+            return
+        self.shares.advance(partition, new)
+        if self.shares.is_late(partition, old, new):
             batch.late.append(Late(entity, register_key, record))
         elif new["windows"]:
             self.registers.put(partition, register_key, new)

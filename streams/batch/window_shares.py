@@ -5,12 +5,13 @@ table and never stored on its own.
 Because the shares are a function of the table, they are rebuilt from it whenever the table may have changed
 under them (a changelog recovery after a rebalance or a restart), and nothing a crash leaves half-written can be
 counted twice or lost. Each batch publishes the shares it changed; the `tenants` agent adds the partitions'
-shares of a window up (streams/batch/windows.py).
+shares of a window up (streams/batch/tenants.py).
 
-Lifecycle (docs/DESIGN.md, "State lifecycle"): a partition's event-time clock is the latest window start its
-registers count in (capped at their processing time plus `FUTURE_SKEW`, so that a bogus future timestamp cannot
-close every window); a window closes `grace` after its end on that clock. A closed window's share is dropped and
-never changes again: a record that would change a closed window is late and not counted (the caller routes it).
+Lifecycle (docs/DESIGN.md, "State lifecycle"): a partition's event-time clock is the latest instant its registers
+are bucketed at (capped at their processing time plus `FUTURE_SKEW`, so that a bogus future timestamp cannot close
+every window); a window closes `grace` after its end on that clock. A closed window's share is dropped and never
+changes again: a record that would change what a closed window counts is late and not counted (the caller routes
+it).
 A register whose every window is closed is evicted (a tombstone on its changelog).
 """
 
@@ -35,8 +36,10 @@ def _closes_at(window: WindowKey, grace: timedelta) -> datetime:
 
 
 def _clock_of(member: MetricEntity) -> datetime | None:
+    """The instant the entity is bucketed at (its earliest window; a call's later windows only hold its interval),
+    capped."""
     starts = [metrics.window_start(w) for w, part in member["windows"].items() if part is not None]
-    return min(max(starts), member["updated_at"] + FUTURE_SKEW) if starts else None
+    return min(min(starts), member["updated_at"] + FUTURE_SKEW) if starts else None
 
 
 @dataclass
@@ -49,17 +52,22 @@ class WindowShares:
     """Per partition, a heap of (when every window of a register is closed, its key); entries may be stale."""
 
     def is_late(self, partition: int, old: MetricEntity | None, new: MetricEntity) -> bool:
-        """Whether counting ``new`` in place of ``old`` would change a closed window."""
+        """Whether counting ``new`` in place of ``old`` would change what a closed window counts (a newer version
+        that adds the same to every closed window, e.g. a recording URL filled in, is not late)."""
         clock = self.clocks.get(partition)
         if clock is None:
             return False
-        touched = {*(old["windows"] if old else ()), *new["windows"]}
-        return any(_closes_at(w, self.grace) <= clock for w in touched)
+        before = old["windows"] if old else {}
+        return any(_closes_at(w, self.grace) <= clock and before.get(w) != new["windows"].get(w)
+                   for w in {*before, *new["windows"]})
 
     def revise(self, partition: int, key: str, old: MetricEntity | None, new: MetricEntity) -> None:
         if old is not None:
+            clock = self.clocks.get(partition)
             for window in old["windows"]:
-                self.sums[(partition, window)] = metrics.count(self.sums.get((partition, window)), old, window, -1)
+                if clock is None or _closes_at(window, self.grace) > clock:  # a closed window keeps its count
+                    share = (partition, window)
+                    self.sums[share] = metrics.count(self.sums.get(share), old, window, -1)
         self._add(partition, key, new)
         self.touch(partition, new)
 
@@ -72,7 +80,7 @@ class WindowShares:
         self.sums, self.clocks, self._expiry = {}, {}, {}
         held = list(members)
         for partition, _, member in held:
-            self._advance(partition, member)
+            self.advance(partition, member)
         for partition, key, member in held:
             self._add(partition, key, member)
 
@@ -100,14 +108,16 @@ class WindowShares:
         return out
 
     def _add(self, partition: int, key: str, member: MetricEntity) -> None:
-        self._advance(partition, member)
+        self.advance(partition, member)
         clock = self.clocks.get(partition)
         for window in member["windows"]:
             if clock is None or _closes_at(window, self.grace) > clock:
                 self.sums[(partition, window)] = metrics.count(self.sums.get((partition, window)), member, window)
         heapq.heappush(self._expiry.setdefault(partition, []), (self._expires_at(member), key))
 
-    def _advance(self, partition: int, member: MetricEntity) -> None:
+    def advance(self, partition: int, member: MetricEntity) -> None:
+        """Move the partition's clock to the member's time (before `is_late` and `revise`: a window the record
+        itself closes must not be changed by it)."""
         candidate = _clock_of(member)
         if candidate is not None and (partition not in self.clocks or candidate > self.clocks[partition]):
             self.clocks[partition] = candidate

@@ -167,7 +167,7 @@ def create_app(settings: Settings) -> faust.App:
 
     async def late_record(late: Late) -> None:
         telemetry.late.labels(late.entity).inc()
-        log.warning("late record not counted in the metrics: %s version %s would change a closed window",
+        log.warning("late record not counted in the metrics: %s version %s would change a closed window's count",
                     late.key, late.record.get("version"))
         record = {
             "kind": late.entity, "tenant": late.record["tenant"], "received_at": datetime.now(UTC),

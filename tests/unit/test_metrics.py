@@ -220,3 +220,26 @@ def test_closed_windows_are_dropped_and_never_resurrected_by_late_versions(flow:
     old = registers[entity_key(versions[0], ENTITY_CALL)]
     new = revise(old, versions[-1], ENTITY_CALL, 0, NOW)
     assert new is not None and shares.is_late(0, old, new)
+
+
+@settings(max_examples=10, deadline=None)
+@given(flow=call_flows(call_id=5))
+def test_a_version_that_adds_the_same_to_closed_windows_is_not_late(flow: CallFlow) -> None:
+    final = versions_of(flow)[-1]
+    shares = WindowShares(timedelta(hours=1))
+    first = revise(None, final, ENTITY_CALL, 0, NOW)
+    assert first is not None
+    shares.advance(0, first)
+    shares.revise(0, "a", None, first)
+    later = {**final, "call_id": 6, "start_at": final["start_at"] + timedelta(days=1), "end_at": None}
+    other = revise(None, later, ENTITY_CALL, 0, NOW)
+    assert other is not None
+    shares.advance(0, other)
+    same = revise(first, {**final, "version": final["version"] + 1, "recording_url": "elsewhere"}, ENTITY_CALL, 0,
+                  NOW)
+    assert same is not None and not shares.is_late(0, first, same)
+    shares.revise(0, "a", first, same)
+    assert all(share["sum"]["calls"] >= 0 for share in shares.sums.values())
+    changed = revise(first, {**final, "version": final["version"] + 2, "answered": not final["answered"]},
+                     ENTITY_CALL, 0, NOW)
+    assert changed is not None and shares.is_late(0, first, changed)
