@@ -59,7 +59,7 @@ class _Pipeline:
             return Staged(store, dict_writer(store), **options)
 
         self.entities = Entities.over(staged, self.codec.decode, DEFAULT_PLAN, INACTIVITY, GRACE, GRACE)
-        self.tenants = Tenants.over(staged, self.codec.decode, GRACE)
+        self.tenants = Tenants.over(staged, self.codec.decode, GRACE, GRACE)
 
     def ingest(self, kind: str, body: Any, payload: bytes, received_at: datetime) -> None:
         outcome = records_for(Webhook(TENANT, kind, payload, received_at, HEADERS), body, self.codec)

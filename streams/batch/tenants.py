@@ -61,17 +61,18 @@ class Tenants:
     """`windows`: the metric windows by window key; `balances`: spend since the last alert, by tenant."""
 
     def __init__(self, windows: Staged, balances: Staged, decode: Callable[[str, bytes], Record],
-                 grace: timedelta) -> None:
-        self.windows, self.balances, self.decode, self.grace = windows, balances, decode, grace
+                 grace: timedelta, retention: timedelta) -> None:
+        self.windows, self.balances, self.decode = windows, balances, decode
+        self.grace, self.retention = grace, retention
         self.clocks: dict[int, datetime] = {}
         self._expiry: dict[int, list[tuple[datetime, str]]] = {}
 
     @classmethod
     def over(cls, staged: Callable[..., Staged], decode: Callable[[str, bytes], Record],
-             grace: timedelta) -> Tenants:
+             grace: timedelta, retention: timedelta) -> Tenants:
         """The agent over the tables `staged(name, **options)` makes (Faust tables, or dicts in tests)."""
         return cls(staged("metric_windows", encode=_dump_window, decode=_load_window), staged("tenant_balance"),
-                   decode, grace)
+                   decode, grace, retention)
 
     def staged(self) -> Iterable[Staged]:
         return (self.windows, self.balances)
@@ -104,7 +105,8 @@ class Tenants:
                     item = codec.loads(event.value)
                     record = item["record"]
                     tenant = record["tenant"]
-                    state = billing.spend(item["entity"], self.balances.get(tenant), record)
+                    state = balance.settle(billing.spend(item["entity"], self.balances.get(tenant), record),
+                                           self.retention)
                 self.balances.put(event.partition, tenant, state)
                 changed_tenants.add(tenant)
             except (ValueError, KeyError, TypeError) as exc:

@@ -97,7 +97,7 @@ def create_app(settings: Settings) -> faust.App:
 
     entity_agent = Entities.over(staged, avro.decode, plan, settings.inactivity_timeout, settings.metric_grace,
                                  settings.retention)
-    tenant_agent = Tenants.over(staged, avro.decode, settings.metric_grace)
+    tenant_agent = Tenants.over(staged, avro.decode, settings.metric_grace, settings.retention)
 
     tenant_source = raw_topic(app, topics.BALANCE_ALERTS.name, topics.TENANT_FEED, topics.WINDOW_SHARES)
     ticks = raw_topic(app, topics.TICKS)

@@ -580,3 +580,23 @@ def test_fixture_busy_call_is_rated_like_the_provider() -> None:
     assert busy["destination"]["price_mismatch"] is False
     answered = rate_call(build_record(apply(None, by_status["atendida"])), DEFAULT_PLAN)
     assert answered["destination"]["rated_billed_seconds"] == answered["destination"]["billed_seconds"]
+
+
+def test_balance_spend_stays_bounded_and_exact_when_settled() -> None:
+    t0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+    retention = timedelta(minutes=5)
+    state, expected = None, Decimal(0)
+    for i in range(200):  # one entity ending every 10 s for half an hour, no alert
+        state = balance.settle(balance.apply_spend(state, TENANT, f"call:{i}", 1, t0 + timedelta(seconds=10 * i),
+                                                   Decimal("0.35")), retention)
+        expected += Decimal("0.35")
+    assert len(state["spend"]) <= 31  # the retention's worth of entries, not the history
+    record = balance.to_record(state, t0)
+    assert record["spend_since_alert"] == expected and record["spend_items"] == 200
+    # A newer version of a settled entity is not counted again; an alert after everything clears it all.
+    again = balance.apply_spend(state, TENANT, "call:0", 2, t0, Decimal("9.99"))
+    assert balance.to_record(again, t0)["spend_since_alert"] == expected
+    alert = {"kind": "aviso_saldo", "tenant": TENANT, "event_id": "a1", "received_at": t0 + timedelta(days=1),
+             "balance": Decimal("10")}
+    cleared = balance.to_record(balance.apply_alert(state, alert), t0)
+    assert cleared["spend_since_alert"] == 0 and cleared["spend_items"] == 0

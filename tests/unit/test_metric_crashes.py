@@ -117,7 +117,7 @@ def entities(staged: Callable[..., Staged]) -> Entities:
 
 
 def tenants(staged: Callable[..., Staged]) -> Tenants:
-    return Tenants.over(staged, AVRO.decode, GRACE)
+    return Tenants.over(staged, AVRO.decode, GRACE, GRACE)
 
 
 def restart(agent: Agent) -> Any:

@@ -57,7 +57,7 @@ def entities(tables: Tables) -> Entities:
 
 
 def tenants(tables: Tables) -> Tenants:
-    return Tenants.over(tables.staged, AVRO.decode, GRACE)
+    return Tenants.over(tables.staged, AVRO.decode, GRACE, GRACE)
 
 
 def tenant_inputs(agent: Entities, batch: Batch) -> list[Event]:

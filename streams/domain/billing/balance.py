@@ -7,13 +7,18 @@ and contributions at or before the last alert are pruned, so memory holds only t
 Note: two alerts with the same balance text have the same body and therefore the same ingest event id; the
 second one is deduplicated away upstream (see the report on the DESIGN event-id rule).
 ``version`` counts state changes (kept in the state, so it survives restarts through the changelog).
+
+Bounded: entries whose end is more than the retention behind the tenant's latest end are settled, folded into
+one sum (:func:`settle`); their entities are past the streams' retention, so no newer version of them is counted
+(a version of a settled entity is ignored). An alert newer than everything settled clears the settled sum with
+the entries.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from streams.domain.merge import add_id
 from streams.domain.records import KIND_BALANCE, Record
@@ -28,6 +33,11 @@ class BalanceState(TypedDict):
     spend: dict[str, list[Any]]
     """By entity key: [end time, rated cost, record version], only for ends after the last alert."""
     version: int
+    settled: NotRequired[Decimal]
+    """The spend of the entries folded away by :func:`settle` (absent: none)."""
+    settled_items: NotRequired[int]
+    settled_until: NotRequired[datetime | None]
+    """The latest end time folded into ``settled``."""
 
 
 def new_state(tenant: str) -> BalanceState:
@@ -46,6 +56,9 @@ def apply_alert(state: BalanceState | None, event: Record) -> BalanceState:
     if last is None or candidate[:2] > last[:2]:
         state["last_alert"] = candidate
         state["spend"] = {k: v for k, v in state["spend"].items() if v[0] > candidate[0]}
+        until = state.get("settled_until")
+        if until is not None and until <= candidate[0]:
+            state["settled"], state["settled_items"], state["settled_until"] = Decimal(0), 0, None
     state["version"] += 1
     return state
 
@@ -63,6 +76,9 @@ def apply_spend(
     current = state["spend"].get(entity_key)
     if at is None or cost is None or (current is not None and version <= current[2]):
         return state
+    until = state.get("settled_until")
+    if current is None and until is not None and at <= until:
+        return state  # a version of an entity already settled
     last = state["last_alert"]
     if last is not None and at <= last[0]:
         state["spend"].pop(entity_key, None)
@@ -88,6 +104,24 @@ def apply_sms(state: BalanceState | None, sms: Record) -> BalanceState:
     return apply_spend(state, sms["tenant"], f"sms:{sms['sms_id']}", sms["version"], at, sms["rated_cost"])
 
 
+def settle(state: BalanceState, retention: timedelta) -> BalanceState:
+    """Fold the entries that ended more than ``retention`` before the tenant's latest end into the settled sum."""
+    if not state["spend"]:
+        return state
+    horizon = max(v[0] for v in state["spend"].values()) - retention
+    folded = {k: v for k, v in state["spend"].items() if v[0] <= horizon}
+    if not folded:
+        return state
+    state = _copy(state)
+    until = state.get("settled_until")
+    state["settled"] = state.get("settled", Decimal(0)) + sum((v[1] for v in folded.values()), Decimal(0))
+    state["settled_items"] = state.get("settled_items", 0) + len(folded)
+    latest = max(v[0] for v in folded.values())
+    state["settled_until"] = latest if until is None or latest > until else until
+    state["spend"] = {k: v for k, v in state["spend"].items() if k not in folded}
+    return state
+
+
 def to_record(state: BalanceState, now: datetime) -> Record:
     last = state["last_alert"]
     return {
@@ -96,8 +130,9 @@ def to_record(state: BalanceState, now: datetime) -> Record:
         "last_alert_balance": None if last is None else last[2],
         "last_alert_at": None if last is None else last[0],
         "alert_count": len(state["alert_ids"]),
-        "spend_since_alert": sum((v[1] for v in state["spend"].values()), Decimal(0)),
-        "spend_items": len(state["spend"]),
+        "spend_since_alert": state.get("settled", Decimal(0)) + sum((v[1] for v in state["spend"].values()),
+                                                                    Decimal(0)),
+        "spend_items": state.get("settled_items", 0) + len(state["spend"]),
         "updated_at": now,
     }
 
