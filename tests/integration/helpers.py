@@ -9,10 +9,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import uvicorn
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    ConsumerGroupState,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
 from starlette.applications import Starlette
 
-from broker.config import consumer_config
+from broker.config import admin_config, consumer_config
 from deploy.local.stack import free_port
 
 # What a partition answers a moment after its topic was created on a fresh broker.
@@ -95,3 +104,14 @@ def watermarks(consumer: Consumer, partition: TopicPartition, timeout: float = 1
             if exc.args[0].code() not in NO_LEADER_YET or time.monotonic() >= deadline:
                 raise
             time.sleep(0.2)
+
+
+def group_members(bootstrap: str, group: str) -> int:
+    """Members of a stable group; 0 while it is rebalancing, empty, or the coordinator does not answer (a
+    busy 2-core machine or a coordinator move: the caller polls again)."""
+    admin = AdminClient(admin_config(bootstrap))
+    try:
+        description = admin.describe_consumer_groups([group], request_timeout=5)[group].result(timeout=10)
+    except (KafkaException, TimeoutError):
+        return 0
+    return len(description.members) if description.state == ConsumerGroupState.STABLE else 0

@@ -28,10 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, ConsumerGroupState, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from broker.config import admin_config, consumer_config
+from broker.config import consumer_config
 from deploy.local.services import Services, create_topics, service_env
 from deploy.local.stack import ROOT, free_port
 from schemas import topics
@@ -41,7 +40,7 @@ from streams import settings as streams_settings
 from streams.domain import correlate, single_leg, sms
 from streams.domain.billing.metrics import ENTITY_CALL, ENTITY_SINGLE_LEG, ENTITY_SMS
 from streams.domain.billing.rating import rate_call, rate_single_leg, rate_sms
-from tests.integration.helpers import NO_LEADER_YET, eventually, read_topic
+from tests.integration.helpers import NO_LEADER_YET, eventually, group_members, read_topic
 from tests.metrics_oracle import aggregate
 
 pytestmark = pytest.mark.integration
@@ -156,17 +155,6 @@ def start_at_end(bootstrap: str, group: str, names: list[str]) -> bool:
         return False
     finally:
         consumer.close()
-
-
-def group_members(bootstrap: str, group: str) -> int:
-    """Members of a stable group; 0 while it is rebalancing, empty, or the coordinator does not answer (a
-    busy 2-core machine or a coordinator move: the caller polls again)."""
-    admin = AdminClient(admin_config(bootstrap))
-    try:
-        description = admin.describe_consumer_groups([group], request_timeout=5)[group].result(timeout=10)
-    except (KafkaException, TimeoutError):
-        return 0
-    return len(description.members) if description.state == ConsumerGroupState.STABLE else 0
 
 
 def behind(bootstrap: str, group: str, names: list[str]) -> list[str]:

@@ -585,7 +585,7 @@ def test_fixture_busy_call_is_rated_like_the_provider() -> None:
 def test_balance_spend_stays_bounded_and_exact_when_settled() -> None:
     t0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
     retention = timedelta(minutes=5)
-    state, expected = None, Decimal(0)
+    state, expected = balance.new_state(TENANT), Decimal(0)
     for i in range(200):  # one entity ending every 10 s for half an hour, no alert
         state = balance.settle(balance.apply_spend(state, TENANT, f"call:{i}", 1, t0 + timedelta(seconds=10 * i),
                                                    Decimal("0.35")), retention)
