@@ -21,6 +21,7 @@ import heapq
 import itertools
 import json
 import os
+import shutil
 import threading
 import time
 import urllib.request
@@ -240,6 +241,7 @@ def main() -> int:
     args = parser.parse_args()
     data = Path(os.environ.get("SOAK_DATA", "/tmp/callpipe-soak"))
     stack.down(data)
+    shutil.rmtree(data, ignore_errors=True)  # a fresh broker, tables and ClickHouse every run
     running = stack.up(data, stack.free_port(), stack.free_port(), stack.free_port())
     services: Services | None = None
     try:
