@@ -19,6 +19,8 @@ class Settings:
     data_dir: Path
     store: str
     """Faust's table store: `rocksdb://` (local, persistent: a restart reads the changelog tail) or `memory://`."""
+    rocksdb_memory_mb: int
+    """RocksDB's block cache, shared by every table and partition of the worker; memtables are charged to it."""
     inactivity_timeout: timedelta
     metric_grace: timedelta
     retention: timedelta
@@ -42,6 +44,7 @@ def from_env() -> Settings:
         schema_registry_url=env.schema_registry_url(),
         data_dir=Path(env.text("STREAMS_DATA_DIR", ".data/streams")),
         store=env.text("STREAMS_STORE", "rocksdb://"),
+        rocksdb_memory_mb=env.integer("STREAMS_ROCKSDB_MEMORY_MB", 128),
         inactivity_timeout=timedelta(seconds=env.number("STREAMS_INACTIVITY_TIMEOUT_S", 120.0)),
         metric_grace=timedelta(seconds=env.number("STREAMS_METRIC_GRACE_S", 48 * 3600.0)),
         retention=timedelta(seconds=env.number("STREAMS_RETENTION_S", 48 * 3600.0)),

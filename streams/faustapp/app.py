@@ -56,6 +56,7 @@ def faust_app(settings: Settings) -> App:
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store=settings.store,
+        rocksdb_memory=settings.rocksdb_memory_mb * 1024**2,
         datadir=str(settings.data_dir),
         topic_partitions=topics.PARTITIONS,
         topic_replication_factor=1,

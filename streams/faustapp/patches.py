@@ -38,28 +38,39 @@ moves upstream.
    filters), and `write_to_table` writes to the given partition's database itself (`Store._db_for_partition`,
    `Store._encode_key`/`_encode_value`, `Store._key_index`).
 7. Table sizes without a scan. `table_entries` replaces `len(table)` for the RocksDB store, whose
-   `Store._size` iterates every key of every partition's database, with RocksDB's own estimate
-   (`rocksdb.estimate-num-keys` of each active partition's database, `Store._dbs_for_actives`), for the
-   workers' `/metrics`.
+   `Store._size` iterates every key of every partition's database, with a count of the keys each partition's
+   database holds, for the workers' `/metrics`: counted once when the database opens (`Store._open_for_partition`,
+   the keys Faust's `Store._visible_keys` shows), then kept by every write (`write_to_table` and
+   `Store.apply_changelog_batch`, the changelog recovery), each of which looks the key up first.
 8. Commit lag. `commit_lag` reads, for the worker's `/metrics`, each assigned partition's high watermark
    (`Consumer.highwater`) and the offset Faust last committed for it (`Consumer._committed_offset`, which Faust
    exposes nowhere else).
+9. One memory budget for every RocksDB database of a worker. Replaces `faust.stores.rocksdb.RocksDBOptions.as_options`
+   (through `faust.tables.base.Collection._new_store_by_url`, the `Table` class given to the app): Faust gives
+   each database (one per table and partition: 66 on a worker holding every partition) a block cache of its own
+   (2 GiB) and 3 memtables of 64 MiB, so a worker's memory grows with the partitions it holds until RocksDB
+   happens to flush. Every database of the worker shares one LRU block cache of `STREAMS_ROCKSDB_MEMORY_MB`,
+   and one write-buffer manager charges all their memtables (4 MiB each, at most 2) to that cache, with index
+   and filter blocks cached there too.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import faust
+import rocksdict
+from faust.stores.rocksdb import RocksDBOptions
 from faust.stores.rocksdb import Store as RocksStore
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 from faust.transport.producer import ProducerBuffer
-from faust.types import TP, TableT
+from faust.types import TP, EventT, StoreT, TableT
 from faust.types.transports import ConsumerT, ProducerT
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
+from yarl import URL
 
 
 class DeliveryFailed(RuntimeError):
@@ -104,32 +115,117 @@ def write_to_table(table: TableT[str, bytes], partition: int, key: str, value: b
     else:
         table.send_changelog(partition, key, value)
     store = table.data
-    if isinstance(store, RocksStore):
-        _write_rocks(store, partition, key, value)
+    if isinstance(store, CountedRocksStore):
+        store.write(partition, key, value)
     elif value is None:
         store.pop(key, None)
     else:
         store[key] = value
 
 
-def _write_rocks(store: RocksStore, partition: int, key: str, value: bytes | None) -> None:
-    """`faust.stores.rocksdb.Store._set`/`_del` with the partition's database given (6. above)."""
-    encoded = store._encode_key(key)
-    db = store._db_for_partition(partition)
-    if value is None:
-        db.delete(encoded)
-        store._key_index.pop(encoded, None)
-    else:
-        db.put(encoded, store._encode_value(value))
-        store._key_index[encoded] = partition
-
-
 def table_entries(table: TableT[str, bytes]) -> int:
     """How many keys the table holds for the partitions this worker serves (7. above)."""
     store = table.data
-    if isinstance(store, RocksStore):
-        return sum(db.property_int_value("rocksdb.estimate-num-keys") or 0 for db in store._dbs_for_actives())
-    return len(store)
+    return store.entries() if isinstance(store, CountedRocksStore) else len(store)
+
+
+class RocksMemory:
+    """The block cache and write-buffer manager every RocksDB database of a worker shares (9. above)."""
+
+    WRITE_BUFFER = 4 * 1024**2
+    WRITE_BUFFERS = 2
+
+    def __init__(self, budget: int) -> None:
+        self.cache = rocksdict.Cache(budget)
+        self.write_buffers = rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(
+            budget // 2, False, self.cache)
+
+    def options(self, faust_options: RocksDBOptions) -> rocksdict.Options:
+        options = rocksdict.Options(raw_mode=True)
+        options.create_if_missing(True)
+        if faust_options.max_open_files is not None:
+            options.set_max_open_files(faust_options.max_open_files)
+        options.set_write_buffer_size(self.WRITE_BUFFER)
+        options.set_max_write_buffer_number(self.WRITE_BUFFERS)
+        options.set_target_file_size_base(faust_options.target_file_size_base)
+        options.set_write_buffer_manager(self.write_buffers)
+        tables = rocksdict.BlockBasedOptions()
+        tables.set_bloom_filter(faust_options.bloom_filter_size, True)
+        tables.set_block_cache(self.cache)
+        tables.set_cache_index_and_filter_blocks(True)
+        tables.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
+        options.set_block_based_table_factory(tables)
+        return options
+
+
+class SharedMemoryOptions(RocksDBOptions):
+    memory: RocksMemory
+
+    def as_options(self) -> rocksdict.Options:
+        return self.memory.options(self)
+
+
+class CountedRocksStore(RocksStore):
+    """Faust's RocksDB store on the worker's shared memory (9. above), written for a given partition (6. above)
+    and counting the keys of each partition's database (7. above)."""
+
+    def __init__(self, *args: Any, memory: RocksMemory, **kwargs: Any) -> None:
+        super().__init__(*args, driver="rocksdict", **kwargs)
+        options = SharedMemoryOptions(**(self.options or {}), use_rocksdict=True)
+        options.memory = memory
+        self.rocksdb_options = options
+        self._keys: dict[int, int] = {}
+
+    def _open_for_partition(self, partition: int) -> rocksdict.Rdict:
+        db = super()._open_for_partition(partition)
+        self._keys[partition] = sum(1 for _ in self._visible_keys(db))
+        return db
+
+    def _holds(self, db: rocksdict.Rdict, encoded: bytes) -> bool:
+        return bool(db.key_may_exist(encoded)) and db.get(encoded) is not None
+
+    def write(self, partition: int, key: str, value: bytes | None) -> None:
+        """`Store._set`/`_del` with the partition's database given."""
+        encoded = self._encode_key(key)
+        db = self._db_for_partition(partition)
+        held = self._holds(db, encoded)
+        if value is None:
+            db.delete(encoded)
+            self._key_index.pop(encoded, None)
+        else:
+            db.put(encoded, self._encode_value(value))
+            self._key_index[encoded] = partition
+        self._keys[partition] += (value is not None) - held
+
+    def apply_changelog_batch(self, batch: Iterable[EventT], to_key: Callable[[Any], Any],
+                              to_value: Callable[[Any], Any]) -> None:
+        events = list(batch)
+        final = {(event.message.partition, event.message.key): event.message.value is not None
+                 for event in events if event.message.key is not None}
+        held = {(partition, key): self._holds(self._db_for_partition(partition), key) for partition, key in final}
+        super().apply_changelog_batch(events, to_key, to_value)
+        for (partition, key), present in final.items():
+            self._keys[partition] += present - held[(partition, key)]
+
+    def entries(self) -> int:
+        actives = self.app.assignor.assigned_actives()
+        topic = self.table.changelog_topic_name  # type: ignore[attr-defined]
+        return sum(self._keys.get(partition, 0) for partition in list(self._dbs)
+                   if TP(topic=topic, partition=partition) in actives)
+
+
+class Table(faust.Table[str, bytes]):
+    """Tables whose RocksDB store is `CountedRocksStore` (9. above)."""
+
+    def _new_store_by_url(self, url: str | URL) -> StoreT:
+        if URL(url).scheme != "rocksdb":
+            return super()._new_store_by_url(url)
+        app = self.app
+        assert isinstance(app, App)
+        return CountedRocksStore(url, app, self, table_name=self.name, key_type=self.key_type,
+                                 key_serializer=self.key_serializer, value_serializer=self.value_serializer,
+                                 value_type=self.value_type, loop=self.loop, options=self.options,
+                                 memory=app.rocks_memory)
 
 
 def commit_lag(app: faust.App) -> dict[tuple[str, int], int]:
@@ -151,6 +247,14 @@ def commit_lag(app: faust.App) -> dict[tuple[str, int], int]:
 
 
 class App(faust.App):
+    def __init__(self, id: str, *, rocksdb_memory: int, **options: Any) -> None:
+        super().__init__(id, Table=Table, **options)
+        self.rocksdb_memory = rocksdb_memory
+
+    @cached_property
+    def rocks_memory(self) -> RocksMemory:
+        return RocksMemory(self.rocksdb_memory)
+
     def _new_producer(self) -> ProducerT:
         producer = super()._new_producer()
         buffer = DeliveryBuffer(loop=producer.loop, beacon=producer.beacon)

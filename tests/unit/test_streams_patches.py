@@ -12,6 +12,7 @@ from typing import Any
 import aiokafka
 import faust
 import pytest
+from faust.stores.rocksdb import RocksDBOptions
 from faust.stores.rocksdb import Store as RocksStore
 from faust.tables.base import Collection
 from faust.transport.consumer import Consumer as BaseConsumer
@@ -45,6 +46,12 @@ UPSTREAM: list[tuple[Callable[..., Any], list[str]]] = [
     (RocksStore._encode_key, ["self", "key"]),
     (RocksStore._encode_value, ["self", "value"]),
     (RocksStore._dbs_for_actives, ["self"]),
+    (RocksStore._open_for_partition, ["self", "partition"]),
+    (RocksStore._visible_keys, ["self", "db"]),
+    (RocksStore._size, ["self"]),
+    (RocksStore.apply_changelog_batch, ["self", "batch", "to_key", "to_value"]),
+    (RocksDBOptions.as_options, ["self"]),
+    (Collection._new_store_by_url, ["self", "url"]),
 ]
 
 
@@ -65,6 +72,7 @@ def test_the_upstream_state_the_patches_read_is_still_there() -> None:
     assert "use_partitioner" in get_source and "_get_bucket_for_key" in get_source
     assert "self._key_index" in inspect.getsource(RocksStore.__init__)
     assert "self._committed_offset" in consumer_source  # patch 8 reads it
+    assert "rocksdict.Cache(self.block_cache_size)" in inspect.getsource(RocksDBOptions.as_options)  # patch 9
 
 
 def test_the_patched_classes_override_what_the_docstring_says() -> None:
@@ -73,6 +81,8 @@ def test_the_patched_classes_override_what_the_docstring_says() -> None:
     assert patches.SeekingConsumerThread.seek_to_committed is not AIOKafkaConsumerThread.seek_to_committed
     assert patches.SeekingConsumer._new_offset is not BaseConsumer._new_offset
     assert issubclass(patches.DeliveryBuffer, ProducerBuffer)
+    assert patches.SharedMemoryOptions.as_options is not RocksDBOptions.as_options
+    assert patches.Table._new_store_by_url is not Collection._new_store_by_url
 
 
 def test_the_versions_are_the_pinned_ones() -> None:
