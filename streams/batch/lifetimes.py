@@ -11,14 +11,14 @@ record over the complete one, so the caller dead-letters it instead.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Container, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
 from streams.batch import state_codec as codec
+from streams.batch.expiry import ExpirySchedule
 from streams.batch.staging import Staged, StoreWrite
-from streams.domain.records import Record, event_time
+from streams.domain.records import Record, epoch_ms, event_time
 
 FUTURE_SKEW = timedelta(hours=1)
 
@@ -35,10 +35,6 @@ class Held(TypedDict):
     at: int | None
     """Event time of the entity's latest event, epoch ms; None before any event that carried one."""
     partition: int
-
-
-def _ms(at: datetime) -> int:
-    return int(at.timestamp() * 1000)
 
 
 def dump_held(held: Held) -> bytes:
@@ -66,7 +62,7 @@ class Clock:
         received = record.get("received_at")
         if at is not None and isinstance(received, datetime):
             at = min(at, received + FUTURE_SKEW)
-        self.current = None if at is None else _ms(at)
+        self.current = None if at is None else epoch_ms(at)
         self.advance(partition, self.current)
 
     def advance(self, partition: int, at: int | None) -> None:
@@ -84,7 +80,7 @@ class Aging(Staged):
     def __init__(self, store: Mapping[str, bytes], write: StoreWrite, clock: Clock, *, cache: int = 0) -> None:
         super().__init__(store, write, cache=cache, encode=dump_held, decode=load_held)
         self.clock = clock
-        self._expiry: dict[int, list[tuple[int, str]]] = {}
+        self._expiry: ExpirySchedule[int] = ExpirySchedule()
 
     def get(self, key: str) -> Any:
         held = super().get(key)
@@ -97,14 +93,14 @@ class Aging(Staged):
         at = max(known) if known else None
         super().put(partition, key, Held(state=value, at=at, partition=partition))
         if at is not None and at != before:
-            heapq.heappush(self._expiry.setdefault(partition, []), (at + self.clock.retention_ms, key))
+            self._expiry.add(partition, at + self.clock.retention_ms, key)
 
     def expired(self, partition: int) -> Iterator[str]:
         """Delete the partition's keys past the retention; yields each deleted key."""
         clock = self.clock.partitions.get(partition)
-        heap = self._expiry.get(partition, [])
-        while clock is not None and heap and heap[0][0] <= clock:
-            _, key = heapq.heappop(heap)
+        if clock is None:
+            return
+        for key in self._expiry.due(partition, clock):
             held: Held | None = super().get(key)
             if held is not None and held["at"] is not None and held["at"] + self.clock.retention_ms <= clock:
                 self.delete(partition, key)
@@ -112,12 +108,11 @@ class Aging(Staged):
 
     def recover(self, partitions: Container[int]) -> None:
         """After a changelog recovery: the eviction schedule and the clocks from what the store holds."""
-        self._expiry = {}
+        self._expiry.clear()
         for key, text in self.store.items():
             held = load_held(text)
             if held["partition"] in partitions and held["at"] is not None:
-                heapq.heappush(self._expiry.setdefault(held["partition"], []),
-                               (held["at"] + self.clock.retention_ms, key))
+                self._expiry.add(held["partition"], held["at"] + self.clock.retention_ms, key)
                 self.clock.advance(held["partition"], held["at"])
 
 

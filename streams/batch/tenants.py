@@ -15,7 +15,6 @@ sum.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Container, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
@@ -24,6 +23,7 @@ from schemas import topics
 from streams.batch import metric_state
 from streams.batch import state_codec as codec
 from streams.batch.events import Batch, Event, Output
+from streams.batch.expiry import ExpirySchedule
 from streams.batch.staging import Staged
 from streams.domain import billing
 from streams.domain.billing import balance, metrics
@@ -65,7 +65,7 @@ class Tenants:
         self.windows, self.balances, self.decode = windows, balances, decode
         self.grace, self.retention = grace, retention
         self.clocks: dict[int, datetime] = {}
-        self._expiry: dict[int, list[tuple[datetime, str]]] = {}
+        self._expiry: ExpirySchedule[datetime] = ExpirySchedule()
 
     @classmethod
     def over(cls, staged: Callable[..., Staged], decode: Callable[[str, bytes], Record],
@@ -80,7 +80,7 @@ class Tenants:
     def recover(self, partitions: Container[int]) -> None:
         """After a changelog recovery: the eviction schedule of the stored windows of the partitions this
         worker holds."""
-        self._expiry = {}
+        self._expiry.clear()
         for key, value in self.windows.store.items():
             partition = _load_window(value)["partition"]
             if partition in partitions:
@@ -148,16 +148,12 @@ class Tenants:
         return clock is not None and metrics.window_end(window) + self.grace <= clock
 
     def _schedule(self, partition: int, key: str) -> None:
-        closes = metrics.window_end(metric_state.load_key(key)) + self.grace
-        heapq.heappush(self._expiry.setdefault(partition, []), (closes, key))
+        self._expiry.add(partition, metrics.window_end(metric_state.load_key(key)) + self.grace, key)
 
     def _evict(self, partition: int) -> int:
         """Evict the partition's closed windows; how many."""
-        clock = self.clocks.get(partition)
-        heap = self._expiry.get(partition, [])
         evicted = 0
-        while clock is not None and heap and heap[0][0] <= clock:
-            _, key = heapq.heappop(heap)
+        for key in self._expiry.due(partition, self.clocks.get(partition)):
             self.windows.delete(partition, key)
             evicted += 1
         return evicted

@@ -17,11 +17,11 @@ A register whose every window is closed is evicted (a tombstone on its changelog
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from streams.batch.expiry import ExpirySchedule
 from streams.domain.billing import metrics
 from streams.domain.billing.metrics import MetricEntity, WindowKey, WindowSum
 
@@ -48,8 +48,8 @@ class WindowShares:
     sums: dict[Share, WindowSum] = field(default_factory=dict)
     clocks: dict[int, datetime] = field(default_factory=dict)
     changed: set[Share] = field(default_factory=set)
-    _expiry: dict[int, list[tuple[datetime, str]]] = field(default_factory=dict)
-    """Per partition, a heap of (when every window of a register is closed, its key); entries may be stale."""
+    _expiry: ExpirySchedule[datetime] = field(default_factory=ExpirySchedule)
+    """Per partition, when every window of a register is closed."""
 
     def is_late(self, partition: int, old: MetricEntity | None, new: MetricEntity) -> bool:
         """Whether counting ``new`` in place of ``old`` would change what a closed window counts (a newer version
@@ -77,7 +77,8 @@ class WindowShares:
 
     def rebuild(self, members: Iterable[tuple[int, str, MetricEntity]]) -> None:
         """Derive every share again from (partition, key, register) of the partitions this worker holds."""
-        self.sums, self.clocks, self._expiry = {}, {}, {}
+        self.sums, self.clocks = {}, {}
+        self._expiry.clear()
         held = list(members)
         for partition, _, member in held:
             self.advance(partition, member)
@@ -93,14 +94,8 @@ class WindowShares:
         for share in [s for s in self.sums if s[0] == partition and _closes_at(s[1], self.grace) <= clock]:
             del self.sums[share]
             self.changed.discard(share)
-        heap = self._expiry.get(partition, [])
-        evicted = []
-        while heap and heap[0][0] <= clock:
-            _, key = heapq.heappop(heap)
-            member = current(key)
-            if member is not None and self._expires_at(member) <= clock:
-                evicted.append(key)
-        return evicted
+        return [key for key in self._expiry.due(partition, clock)
+                if (member := current(key)) is not None and self._expires_at(member) <= clock]
 
     def drain(self) -> list[tuple[int, WindowKey, WindowSum]]:
         out = [(p, w, self.sums[(p, w)]) for p, w in sorted(self.changed)]
@@ -113,7 +108,7 @@ class WindowShares:
         for window in member["windows"]:
             if clock is None or _closes_at(window, self.grace) > clock:
                 self.sums[(partition, window)] = metrics.count(self.sums.get((partition, window)), member, window)
-        heapq.heappush(self._expiry.setdefault(partition, []), (self._expires_at(member), key))
+        self._expiry.add(partition, self._expires_at(member), key)
 
     def advance(self, partition: int, member: MetricEntity) -> None:
         """Move the partition's clock to the member's time (before `is_late` and `revise`: a window the record

@@ -19,7 +19,6 @@ from streams.domain.billing.metrics import (
     MetricEntity,
     WindowKey,
     WindowSum,
-    _ms,
     combine,
     entity_key,
     peak_concurrency,
@@ -29,6 +28,7 @@ from streams.domain.billing.metrics import (
 )
 from streams.domain.billing.rating import DEFAULT_PLAN, rate_call
 from streams.domain.correlate import apply, build_record
+from streams.domain.records import epoch_ms
 from tests import metrics_oracle as oracle
 from tests.unit.streams_strategies import TENANT, CallFlow, assert_valid_out, call_flows
 
@@ -216,7 +216,7 @@ def test_closed_windows_are_dropped_and_never_resurrected_by_late_versions(flow:
     _, shares = fold([(versions[0], ENTITY_CALL), (later, ENTITY_CALL)], grace=timedelta(hours=1))
     registers = {entity_key(versions[0], ENTITY_CALL): revise(None, versions[0], ENTITY_CALL, 0, NOW)}
     assert shares.expired(0, registers.get) == [entity_key(versions[0], ENTITY_CALL)]
-    assert all(window[2] >= _ms(later["start_at"]) // 3_600_000 * 3_600_000 for _, window in shares.sums)
+    assert all(window[2] >= epoch_ms(later["start_at"]) // 3_600_000 * 3_600_000 for _, window in shares.sums)
     old = registers[entity_key(versions[0], ENTITY_CALL)]
     new = revise(old, versions[-1], ENTITY_CALL, 0, NOW)
     assert new is not None and shares.is_late(0, old, new)

@@ -20,12 +20,12 @@ the window (a call contributes to every window it overlaps) and sweeps it on out
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, TypedDict, get_args
 
 from streams.domain.billing.causes import is_network_failure
-from streams.domain.records import SMS_DELIVERED, SMS_FAILED, Record
+from streams.domain.records import SMS_DELIVERED, SMS_FAILED, Record, epoch_ms, from_epoch_ms
 
 WINDOW_SIZES: dict[str, timedelta] = {"1m": timedelta(minutes=1), "1h": timedelta(hours=1)}
 WindowKey = tuple[str, str, int, str, str]
@@ -84,25 +84,17 @@ class WindowSum(TypedDict):
     updated_at: datetime | None
 
 
-def _ms(at: datetime) -> int:
-    return int(at.timestamp() * 1000)
-
-
-def _from_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
 def window_start_ms(at: datetime, size: str) -> int:
     width = _ms_width(size)
-    return _ms(at) // width * width
+    return epoch_ms(at) // width * width
 
 
 def window_start(key: WindowKey) -> datetime:
-    return _from_ms(key[2])
+    return from_epoch_ms(key[2])
 
 
 def window_end(key: WindowKey) -> datetime:
-    return _from_ms(key[2] + _ms_width(key[1]))
+    return from_epoch_ms(key[2] + _ms_width(key[1]))
 
 
 def _ms_width(size: str) -> int:
@@ -201,7 +193,7 @@ def _spread(
             out[(tenant, size, window_start_ms(at, size), dim, value)] = Contribution(**base)
             if interval is None:
                 continue
-            start, end = _ms(interval[0]), _ms(interval[1])
+            start, end = epoch_ms(interval[0]), epoch_ms(interval[1])
             for window in range(start // width * width, end, width):
                 key = (tenant, size, window, dim, value)
                 clipped = f"{max(start, window)}:{min(end, window + width)}"
@@ -293,8 +285,8 @@ def window_record(key: WindowKey, window: WindowSum) -> Record:
     calls, answered = total["calls"], total["answered"]
     return {
         "tenant": tenant,
-        "window_start": _from_ms(start_ms),
-        "window_end": _from_ms(start_ms + _ms_width(size)),
+        "window_start": from_epoch_ms(start_ms),
+        "window_end": from_epoch_ms(start_ms + _ms_width(size)),
         "window_size": size,
         "dimension": dimension,
         "dimension_value": value,
