@@ -143,6 +143,7 @@ class Soak:
 
     def _restart(self, t: float, data: Path) -> None:
         name = "streams-2"
+        stopping = time.perf_counter()
         stack.stop_pid(self.services.children.pop(name).pid, grace=30)
         began = time.perf_counter()
         proc = self.services.spawn(name, module="streams", STREAMS_DATA_DIR=str(data / "streams-2"),
@@ -152,9 +153,11 @@ class Soak:
             if time.perf_counter() - began > 600:
                 raise stack.StackError("streams-2 did not recover within 600 s")
             time.sleep(0.2)
-        self.restarts.append({"at_s": round(t, 1), "recovery_s": round(time.perf_counter() - began, 2),
+        self.restarts.append({"at_s": round(t, 1), "stop_s": round(began - stopping, 2),
+                              "recovery_s": round(time.perf_counter() - began, 2),
                               "state_entries": self.samples[-1]["state_entries"] if self.samples else 0})
-        stack.say(f"restart at {t:.0f}s: recovered in {self.restarts[-1]['recovery_s']}s")
+        stack.say(f"restart at {t:.0f}s: stopped in {self.restarts[-1]['stop_s']}s, "
+                  f"recovered in {self.restarts[-1]['recovery_s']}s")
 
 
 async def drive(soak: Soak, args: argparse.Namespace, port: int, tenant: str, secret: str, data: Path) -> None:
@@ -238,6 +241,7 @@ def main() -> int:
     parser.add_argument("--retention", type=int, default=300)
     parser.add_argument("--every", type=float, default=10)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--log-level", default="WARNING", help="the services' LOG_LEVEL")
     args = parser.parse_args()
     data = Path(os.environ.get("SOAK_DATA", "/tmp/callpipe-soak"))
     stack.down(data)
@@ -251,7 +255,7 @@ def main() -> int:
         services = Services(data, service_env(
             data, running.bootstrap, running.registry_url, INGEST_PORT=str(stack.free_port()),
             SINK_QUERY_PORT=str(stack.free_port()), STREAMS_RETENTION_S=str(args.retention),
-            STREAMS_METRIC_GRACE_S=str(args.retention), LOG_LEVEL="WARNING"))
+            STREAMS_METRIC_GRACE_S=str(args.retention), LOG_LEVEL=args.log_level))
         services.spawn("sink")
         services.spawn("streams", STREAMS_METRICS_PORT=str(ports["streams"]))
         services.spawn("streams-2", module="streams", STREAMS_DATA_DIR=str(data / "streams-2"),

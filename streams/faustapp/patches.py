@@ -41,10 +41,13 @@ moves upstream.
    `Store._size` iterates every key of every partition's database, with a count of the keys each partition's
    database holds, for the workers' `/metrics`: counted once when the database opens (`Store._open_for_partition`,
    the keys Faust's `Store._visible_keys` shows), then kept by every write (`write_to_table` and
-   `Store.apply_changelog_batch`, the changelog recovery), each of which looks the key up first.
+   `Store.apply_changelog_batch`, the changelog recovery), each of which looks the key up first. It reads the
+   store only once the table made it (`Collection._data`): a store made from the metrics server's thread would
+   take that thread's event loop for the table (`Service.loop`), whose tasks then never run, and the worker's
+   stop waited for them until it was killed.
 8. Commit lag. `commit_lag` reads, for the worker's `/metrics`, each assigned partition's high watermark
    (`Consumer.highwater`) and the offset Faust last committed for it (`Consumer._committed_offset`, which Faust
-   exposes nowhere else).
+   exposes nowhere else), from the consumer once the app made it (`App._consumer`, for the reason in 7.).
 9. One memory budget for every RocksDB database of a worker. Replaces `faust.stores.rocksdb.RocksDBOptions.as_options`
    (through `faust.tables.base.Collection._new_store_by_url`, the `Table` class given to the app): Faust gives
    each database (one per table and partition: 66 on a worker holding every partition) a block cache of its own
@@ -125,7 +128,9 @@ def write_to_table(table: TableT[str, bytes], partition: int, key: str, value: b
 
 def table_entries(table: TableT[str, bytes]) -> int:
     """How many keys the table holds for the partitions this worker serves (7. above)."""
-    store = table.data
+    store = table._data  # type: ignore[attr-defined]
+    if store is None:
+        return 0
     return store.entries() if isinstance(store, CountedRocksStore) else len(store)
 
 
@@ -231,7 +236,7 @@ class Table(faust.Table[str, bytes]):
 def commit_lag(app: faust.App) -> dict[tuple[str, int], int]:
     """Per assigned (topic, partition): messages past the last committed offset (8. above). Read from the
     metrics server's thread: a snapshot, and nothing at all while the consumer is not running."""
-    consumer = app.consumer
+    consumer = app._consumer
     if not isinstance(consumer, Consumer):
         return {}
     lag = {}

@@ -96,3 +96,12 @@ def test_any_history_counts_what_a_scan_finds(tmp_path_factory: pytest.TempPathF
                 store.write(partition, key, value)
         _changelog(store, changelog)
         assert store.entries() == _scan(store)
+
+
+def test_the_metrics_thread_never_makes_a_store_or_a_consumer(tmp_path: Path) -> None:
+    """Made from another thread, they would take its event loop, whose tasks never run (patches.py, 7.)."""
+    app = patches.App("rocks-test", rocksdb_memory=8 * 1024**2, store="rocksdb://", datadir=str(tmp_path))
+    table = app.Table("states", default=None, partitions=3, key_type=str, value_type=bytes, use_partitioner=True)
+    assert patches.table_entries(table) == 0 and patches.commit_lag(app) == {}
+    assert table._data is None and app._consumer is None  # type: ignore[attr-defined]
+    assert isinstance(table.data, patches.CountedRocksStore) and patches.table_entries(table) == 0

@@ -1,0 +1,367 @@
+"""Pipeline benchmark (run by hand, alone on the machine): the whole pipeline as `make run` runs it (broker,
+registry, ingest, two streams workers, sink on the embedded ClickHouse) fed the sample's mix scaled up, at fixed
+offered rates and at its closed-loop maximum; then, side by side in the same run, the same traffic into Kafka
+alone (broker, registry, ingest: no streams, no sink) as the floor. Writes bench/pipeline.json and
+bench/pipeline.png and prints a Markdown table.
+
+    python -m bench.pipeline --rates 100 300 1000 1500 --step 60
+
+Per step and per process: CPU-ms per webhook with the process's idle CPU (measured before the first step)
+subtracted; achieved rate (answers per second); the answer's p50/p95; POST -> visible: for every SMS whose first
+webhook is sent in the step, the time until its row is in `sms` (ingest, Kafka, the streams workers, Kafka
+again, the sink), polled every 0.25 s; consumer lag of the streams and sink groups when the step's sending
+ends and after a drain of at most `--drain` seconds. Traffic: bench/soak.py's schedule (copies of the sample's
+hour on the wall clock, so event time follows wall time), generated before each step so that the load
+generator costs only its socket writes (bench/ingest_load.py's client: open-loop at a rate, closed-loop for
+the maximum).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import uvloop
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from bench.host import cpu_seconds, machine
+from bench.ingest_load import Connection
+from bench.soak import schedule
+from broker.config import admin_config
+from deploy.local import stack
+from deploy.local.services import Services, create_topics, service_env
+from schemas import topics
+
+OUT = Path(__file__).resolve().parent
+SINK_GROUP = "callpipe-sink"
+SMS_KIND = b"/envio_sms "
+SMS_ID = re.compile(rb'"id":\s*"?(\d+)')
+PROBE_POLL_S = 0.25
+
+
+@dataclass
+class Step:
+    name: str
+    offered: float | None
+    """Webhooks per second offered open-loop; None: closed-loop at the maximum."""
+    sent: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+    errors: int = 0
+    answer_s: list[float] = field(default_factory=list)
+    visible_s: list[float] = field(default_factory=list)
+    probes_unseen: int = 0
+    seconds: float = 0.0
+    cpu_ms: dict[str, float] = field(default_factory=dict)
+    lag_at_end: dict[str, int] = field(default_factory=dict)
+    drain_s: float | None = None
+
+    def summary(self) -> dict[str, Any]:
+        def pct(values: list[float], q: int) -> float | None:
+            return round(statistics.quantiles(values, n=100)[q - 1] * 1000, 1) if len(values) >= 2 else None
+
+        return {
+            "step": self.name, "offered_per_s": self.offered, "sent": self.sent,
+            "achieved_per_s": round(sum(self.statuses.values()) / self.seconds, 1) if self.seconds else 0,
+            "statuses": self.statuses, "connection_errors": self.errors,
+            "answer_p50_ms": pct(self.answer_s, 50), "answer_p95_ms": pct(self.answer_s, 95),
+            "visible_p50_ms": pct(self.visible_s, 50), "visible_p95_ms": pct(self.visible_s, 95),
+            "probes": len(self.visible_s) + self.probes_unseen, "probes_unseen": self.probes_unseen,
+            "cpu_ms_per_webhook": self.cpu_ms,
+            "cpu_ms_per_webhook_total": round(sum(self.cpu_ms.values()), 3),
+            "lag_at_end": self.lag_at_end, "drain_s": self.drain_s,
+        }
+
+
+class Probes:
+    """SMS first webhooks sent, waiting for their row in `sms` (one query per poll for all of them)."""
+
+    def __init__(self, services: Services | None) -> None:
+        self.services = services
+        self.pending: dict[str, float] = {}
+        self.seen_ids: set[str] = set()
+        self.lock = threading.Lock()
+        self.visible: list[float] = []
+        self.stopping = threading.Event()
+
+    def sent(self, request: bytes, at: float) -> None:
+        if self.services is None or SMS_KIND not in request[:80]:
+            return
+        body = request[request.index(b"\r\n\r\n") + 4:]
+        match = SMS_ID.search(body)
+        if match is None:
+            return
+        sms_id = match.group(1).decode()
+        with self.lock:
+            if sms_id not in self.seen_ids:
+                self.seen_ids.add(sms_id)
+                self.pending[sms_id] = at
+
+    def poll_until_stopped(self) -> None:
+        while not self.stopping.is_set():
+            self.poll()
+            time.sleep(PROBE_POLL_S)
+
+    def poll(self) -> None:
+        assert self.services is not None
+        with self.lock:
+            waiting = list(self.pending)[:2000]
+        if not waiting:
+            return
+        quoted = ",".join(f"'{i}'" for i in waiting)
+        try:
+            found = self.services.query(f"SELECT DISTINCT sms_id FROM sms WHERE sms_id IN ({quoted})").splitlines()[1:]
+        except stack.StackError:
+            return
+        now = time.perf_counter()
+        with self.lock:
+            for sms_id in found:
+                sent_at = self.pending.pop(sms_id, None)
+                if sent_at is not None:
+                    self.visible.append(now - sent_at)
+
+
+def group_lag(bootstrap: str, groups: list[str]) -> dict[str, int]:
+    """Messages past each group's committed offsets, over the topics it has committed."""
+    admin = AdminClient(admin_config(bootstrap))
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "callpipe-bench-lag", "enable.auto.commit": False})
+    out = {}
+    try:
+        for group in groups:
+            from confluent_kafka import ConsumerGroupTopicPartitions
+            answer = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result()
+            lag = 0
+            for tp in answer.topic_partitions:
+                if tp.offset < 0 or "changelog" in tp.topic:
+                    continue
+                _, high = probe.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
+                lag += max(0, high - tp.offset)
+            out[group] = lag
+    finally:
+        probe.close()
+    return out
+
+
+class Pipeline:
+    def __init__(self, data: Path, full: bool) -> None:
+        self.data, self.full = data, full
+        self.running: stack.Running | None = None
+        self.services: Services | None = None
+
+    def start(self) -> None:
+        stack.down(self.data)
+        shutil.rmtree(self.data, ignore_errors=True)
+        self.running = stack.up(self.data, stack.free_port(), stack.free_port(), stack.free_port())
+        create_topics(self.running.bootstrap)
+        self.services = Services(self.data, service_env(
+            self.data, self.running.bootstrap, self.running.registry_url, INGEST_PORT=str(stack.free_port()),
+            SINK_QUERY_PORT=str(stack.free_port()), LOG_LEVEL="WARNING"))
+        if self.full:
+            self.services.spawn("sink")
+            self.services.spawn("streams")
+            self.services.spawn("streams-2", module="streams", STREAMS_DATA_DIR=str(self.data / "streams-2"))
+        self.services.spawn("ingest")
+        if self.full:
+            self.services.wait_http("sink", f"{self.services.sink_url}/health")
+        self.services.wait_http("ingest", f"{self.services.ingest_url}/readyz")
+        if self.full:
+            time.sleep(20)  # both workers in the group before the first webhook
+
+    @property
+    def pids(self) -> dict[str, int]:
+        assert self.running is not None and self.services is not None
+        return {"kafka": int(self.running.kafka_pid or 0), "registry": int(self.running.registry_pid or 0),
+                **{name: proc.pid for name, proc in self.services.children.items()}}
+
+    def cpu(self) -> dict[str, float]:
+        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def lag(self) -> dict[str, int]:
+        assert self.running is not None
+        return group_lag(self.running.bootstrap, [topics.STREAMS_APP_ID, SINK_GROUP]) if self.full else {}
+
+    def stop(self) -> None:
+        if self.services is not None:
+            self.services.stop()
+        stack.down(self.data)
+
+
+async def send_step(step: Step, port: int, requests: list[tuple[float, bytes]], connections: int,
+                    seconds: float, probes: Probes) -> None:
+    loop = asyncio.get_running_loop()
+    conns: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(connections):
+        _, conn = await loop.create_connection(Connection, "127.0.0.1", port)
+        conns.put_nowait(conn)
+
+    async def post(request: bytes, due: float) -> None:
+        conn = await conns.get()
+        try:
+            probes.sent(request, time.perf_counter())
+            status = await conn.send(request)
+            step.statuses[status] = step.statuses.get(status, 0) + 1
+            step.answer_s.append(time.perf_counter() - due)
+        except ConnectionError:
+            step.errors += 1
+            _, conn = await loop.create_connection(Connection, "127.0.0.1", port)
+        conns.put_nowait(conn)
+
+    start = time.perf_counter()
+    if step.offered is None:
+        stop_at = start + seconds
+        queue = iter(requests)
+
+        async def closed(conn_index: int) -> None:
+            for _, request in queue:
+                if time.perf_counter() >= stop_at:
+                    return
+                step.sent += 1
+                await post(request, time.perf_counter())
+
+        await asyncio.gather(*(closed(i) for i in range(connections)))
+    else:
+        tasks: set[asyncio.Task[None]] = set()
+        for at, request in requests:
+            due = start + at
+            now = time.perf_counter()
+            if due > now:
+                await asyncio.sleep(due - now)
+            task = asyncio.create_task(post(request, due))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            step.sent += 1
+        await asyncio.gather(*tasks)
+    step.seconds = time.perf_counter() - start
+    while not conns.empty():
+        conn = conns.get_nowait()
+        if conn.transport is not None:
+            conn.transport.close()
+
+
+def build_requests(rate: float, seconds: float, port: int, tenant: str, secret: str) -> list[tuple[float, bytes]]:
+    return list(schedule(datetime.now(UTC), seconds, rate, port, tenant, secret))
+
+
+def run_phase(full: bool, args: argparse.Namespace) -> list[dict[str, Any]]:
+    pipeline = Pipeline(Path(args.data) / ("pipeline" if full else "floor"), full)
+    results = []
+    try:
+        pipeline.start()
+        assert pipeline.services is not None
+        tenant, secret = pipeline.services.env["INGEST_TENANTS"].split(",")[0].split(":", 1)
+        port = int(pipeline.services.ingest_url.rsplit(":", 1)[1])
+        before, began = pipeline.cpu(), time.perf_counter()
+        time.sleep(args.idle)
+        idle_per_s = {n: (c - before[n]) / (time.perf_counter() - began) for n, c in pipeline.cpu().items()}
+        steps = [Step(f"{r:g}/s", r) for r in args.rates] + ([Step("max", None)] if args.max else [])
+        for step in steps:
+            rate = step.offered or args.max_schedule_rate
+            requests = build_requests(rate, args.step, port, tenant, secret)
+            stack.say(f"{'pipeline' if full else 'floor'} {step.name}: {len(requests)} requests ready")
+            probes = Probes(pipeline.services if full else None)
+            poller = threading.Thread(target=probes.poll_until_stopped, daemon=True)
+            poller.start()
+            cpu0, t0 = pipeline.cpu(), time.perf_counter()
+            uvloop.run(send_step(step, port, requests, args.connections, args.step, probes))
+            step.lag_at_end = pipeline.lag()
+            drain_began = time.perf_counter()
+            if full:
+                while time.perf_counter() - drain_began < args.drain:
+                    lag = pipeline.lag()
+                    if not any(lag.values()) and not probes.pending:
+                        step.drain_s = round(time.perf_counter() - drain_began, 1)
+                        break
+                    time.sleep(1)
+            cpu1, t1 = pipeline.cpu(), time.perf_counter()
+            probes.stopping.set()
+            poller.join()
+            step.visible_s, step.probes_unseen = probes.visible, len(probes.pending)
+            answered = max(1, sum(step.statuses.values()))
+            step.cpu_ms = {n: round(max(0.0, cpu1[n] - cpu0[n] - idle_per_s[n] * (t1 - t0)) * 1000 / answered, 3)
+                           for n in cpu1}
+            results.append({**step.summary(), "phase": "pipeline" if full else "floor",
+                            "idle_cpu_per_s": {n: round(v, 4) for n, v in idle_per_s.items()}})
+            stack.say(json.dumps(results[-1]))
+            time.sleep(args.pause)
+    finally:
+        pipeline.stop()
+    return results
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    processes = sorted({p for r in results for p in r["cpu_ms_per_webhook"]})
+    head = ["phase", "step", "achieved/s", "answer p95 ms", "visible p50 ms", "visible p95 ms", "lag at end",
+            "drain s", *(f"{p} ms" for p in processes), "total ms"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        cells = [r["phase"], r["step"], r["achieved_per_s"], r["answer_p95_ms"], r["visible_p50_ms"],
+                 r["visible_p95_ms"], sum(r["lag_at_end"].values()) if r["lag_at_end"] else "-", r["drain_s"],
+                 *(r["cpu_ms_per_webhook"].get(p, "-") for p in processes), r["cpu_ms_per_webhook_total"]]
+        lines.append("| " + " | ".join("-" if c is None else str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (cost, latency) = plt.subplots(1, 2, figsize=(11, 4))
+    for phase, marker in (("pipeline", "o"), ("floor", "s")):
+        rows = [r for r in results if r["phase"] == phase]
+        cost.plot([r["achieved_per_s"] for r in rows], [r["cpu_ms_per_webhook_total"] for r in rows],
+                  marker=marker, label=phase)
+    cost.set_xlabel("achieved webhooks/s")
+    cost.set_ylabel("CPU-ms per webhook, all processes")
+    cost.legend()
+    rows = [r for r in results if r["phase"] == "pipeline" and r["visible_p95_ms"] is not None]
+    latency.plot([r["achieved_per_s"] for r in rows], [r["visible_p95_ms"] / 1000 for r in rows], marker="o",
+                 label="p95 POST -> visible")
+    latency.plot([r["achieved_per_s"] for r in rows], [r["visible_p50_ms"] / 1000 for r in rows], marker="o",
+                 label="p50")
+    latency.set_xlabel("achieved webhooks/s")
+    latency.set_ylabel("seconds")
+    latency.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", type=float, nargs="+", default=[100, 300, 1000, 1500])
+    parser.add_argument("--max", action=argparse.BooleanOptionalAction, default=True,
+                        help="also a closed-loop step at the maximum")
+    parser.add_argument("--max-schedule-rate", type=float, default=2000,
+                        help="the schedule the closed-loop step draws its requests from")
+    parser.add_argument("--step", type=float, default=60, help="seconds of sending per step")
+    parser.add_argument("--idle", type=float, default=20, help="seconds of idle CPU measured before the steps")
+    parser.add_argument("--drain", type=float, default=60, help="longest wait for the lag to reach 0")
+    parser.add_argument("--pause", type=float, default=5)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--floor", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--label", default="", help="a name for this run in pipeline.json")
+    parser.add_argument("--data", default=os.environ.get("PIPELINE_DATA", "/tmp/callpipe-pipeline"))
+    args = parser.parse_args()
+    results = run_phase(True, args) + (run_phase(False, args) if args.floor else [])
+    out = {"machine": machine(), "label": args.label, "at": datetime.now(UTC).isoformat(timespec="seconds"),
+           "step_s": args.step, "results": results}
+    (OUT / "pipeline.json").write_text(json.dumps(out, indent=1))
+    plot(results, OUT / "pipeline.png")
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
