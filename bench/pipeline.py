@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from bench.host import cpu_seconds, machine
@@ -139,7 +139,6 @@ def group_lag(bootstrap: str, groups: list[str]) -> dict[str, int]:
     out = {}
     try:
         for group in groups:
-            from confluent_kafka import ConsumerGroupTopicPartitions
             answer = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result()
             lag = 0
             for tp in answer.topic_partitions:
@@ -154,8 +153,8 @@ def group_lag(bootstrap: str, groups: list[str]) -> dict[str, int]:
 
 
 class Pipeline:
-    def __init__(self, data: Path, full: bool) -> None:
-        self.data, self.full = data, full
+    def __init__(self, data: Path, full: bool, env: dict[str, str]) -> None:
+        self.data, self.full, self.env = data, full, env
         self.running: stack.Running | None = None
         self.services: Services | None = None
 
@@ -166,7 +165,7 @@ class Pipeline:
         create_topics(self.running.bootstrap)
         self.services = Services(self.data, service_env(
             self.data, self.running.bootstrap, self.running.registry_url, INGEST_PORT=str(stack.free_port()),
-            SINK_QUERY_PORT=str(stack.free_port()), LOG_LEVEL="WARNING"))
+            SINK_QUERY_PORT=str(stack.free_port()), LOG_LEVEL="WARNING", **self.env))
         if self.full:
             self.services.spawn("sink")
             self.services.spawn("streams")
@@ -253,8 +252,8 @@ def build_requests(rate: float, seconds: float, port: int, tenant: str, secret: 
     return list(schedule(datetime.now(UTC), seconds, rate, port, tenant, secret))
 
 
-def run_phase(full: bool, args: argparse.Namespace) -> list[dict[str, Any]]:
-    pipeline = Pipeline(Path(args.data) / ("pipeline" if full else "floor"), full)
+def run_phase(phase: str, full: bool, env: dict[str, str], args: argparse.Namespace) -> list[dict[str, Any]]:
+    pipeline = Pipeline(Path(args.data) / phase, full, env)
     results = []
     try:
         pipeline.start()
@@ -268,7 +267,7 @@ def run_phase(full: bool, args: argparse.Namespace) -> list[dict[str, Any]]:
         for step in steps:
             rate = step.offered or args.max_schedule_rate
             requests = build_requests(rate, args.step, port, tenant, secret)
-            stack.say(f"{'pipeline' if full else 'floor'} {step.name}: {len(requests)} requests ready")
+            stack.say(f"{phase} {step.name}: {len(requests)} requests ready")
             probes = Probes(pipeline.services if full else None)
             poller = threading.Thread(target=probes.poll_until_stopped, daemon=True)
             poller.start()
@@ -290,7 +289,7 @@ def run_phase(full: bool, args: argparse.Namespace) -> list[dict[str, Any]]:
             answered = max(1, sum(step.statuses.values()))
             step.cpu_ms = {n: round(max(0.0, cpu1[n] - cpu0[n] - idle_per_s[n] * (t1 - t0)) * 1000 / answered, 3)
                            for n in cpu1}
-            results.append({**step.summary(), "phase": "pipeline" if full else "floor",
+            results.append({**step.summary(), "phase": phase, "env": env,
                             "idle_cpu_per_s": {n: round(v, 4) for n, v in idle_per_s.items()}})
             stack.say(json.dumps(results[-1]))
             time.sleep(args.pause)
@@ -319,18 +318,18 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (cost, latency) = plt.subplots(1, 2, figsize=(11, 4))
-    for phase, marker in (("pipeline", "o"), ("floor", "s")):
+    for phase in dict.fromkeys(r["phase"] for r in results):
         rows = [r for r in results if r["phase"] == phase]
+        marker = "s" if phase == "floor" else "o"
         cost.plot([r["achieved_per_s"] for r in rows], [r["cpu_ms_per_webhook_total"] for r in rows],
                   marker=marker, label=phase)
     cost.set_xlabel("achieved webhooks/s")
     cost.set_ylabel("CPU-ms per webhook, all processes")
     cost.legend()
-    rows = [r for r in results if r["phase"] == "pipeline" and r["visible_p95_ms"] is not None]
-    latency.plot([r["achieved_per_s"] for r in rows], [r["visible_p95_ms"] / 1000 for r in rows], marker="o",
-                 label="p95 POST -> visible")
-    latency.plot([r["achieved_per_s"] for r in rows], [r["visible_p50_ms"] / 1000 for r in rows], marker="o",
-                 label="p50")
+    for phase in dict.fromkeys(r["phase"] for r in results if r["phase"] != "floor"):
+        rows = [r for r in results if r["phase"] == phase and r["visible_p95_ms"] is not None]
+        latency.plot([r["achieved_per_s"] for r in rows], [r["visible_p95_ms"] / 1000 for r in rows], marker="o",
+                     label=f"{phase}: p95 POST -> visible")
     latency.set_xlabel("achieved webhooks/s")
     latency.set_ylabel("seconds")
     latency.legend()
@@ -351,10 +350,18 @@ def main() -> int:
     parser.add_argument("--pause", type=float, default=5)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--floor", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--config", action="append", default=[], metavar="NAME:VAR=VALUE,...",
+                        help="a further pipeline phase with these service settings (repeatable)")
     parser.add_argument("--label", default="", help="a name for this run in pipeline.json")
     parser.add_argument("--data", default=os.environ.get("PIPELINE_DATA", "/tmp/callpipe-pipeline"))
     args = parser.parse_args()
-    results = run_phase(True, args) + (run_phase(False, args) if args.floor else [])
+    phases: list[tuple[str, bool, dict[str, str]]] = [("pipeline", True, {})]
+    for config in args.config:
+        name, _, assignments = config.partition(":")
+        phases.append((name, True, dict(a.split("=", 1) for a in assignments.split(",") if a)))
+    if args.floor:
+        phases.append(("floor", False, {}))
+    results = [r for phase, full, env in phases for r in run_phase(phase, full, env, args)]
     out = {"machine": machine(), "label": args.label, "at": datetime.now(UTC).isoformat(timespec="seconds"),
            "step_s": args.step, "results": results}
     (OUT / "pipeline.json").write_text(json.dumps(out, indent=1))

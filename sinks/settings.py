@@ -25,6 +25,10 @@ class Settings:
     max_bytes: int
     max_age_s: float
     lag_interval_s: float
+    fetch_min_bytes: int
+    fetch_max_wait_ms: int
+    """A fetch returns once it has `fetch_min_bytes` or after `fetch_max_wait_ms` (librdkafka's
+    `fetch.min.bytes`, `fetch.wait.max.ms`)."""
     streams_app_id: str
     log_level: str
 
@@ -40,6 +44,8 @@ def from_env() -> Settings:
         max_bytes=env.integer("SINK_BATCH_MAX_BYTES", 8 * 1024 * 1024),
         max_age_s=env.number("SINK_BATCH_MAX_AGE_S", 1.0),
         lag_interval_s=env.number("SINK_LAG_INTERVAL_S", 15.0),
+        fetch_min_bytes=env.integer("SINK_FETCH_MIN_BYTES", 1),
+        fetch_max_wait_ms=env.integer("SINK_FETCH_MAX_WAIT_MS", 500),
         streams_app_id=env.text("STREAMS_APP_ID", topics.STREAMS_APP_ID),
         log_level=env.log_level(),
     )

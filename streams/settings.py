@@ -20,6 +20,10 @@ class Settings:
     store: str
     """Faust's table store: `rocksdb://` (local, persistent: a restart reads the changelog tail) or `memory://`."""
     rocksdb_memory_mb: int
+    fetch_min_bytes: int
+    fetch_max_wait_ms: int
+    """A fetch returns once it has `fetch_min_bytes` or after `fetch_max_wait_ms` (streams/faustapp/patches.py, 10.)."""
+    producer_linger_ms: int
     """RocksDB's block cache, shared by every table and partition of the worker; memtables are charged to it."""
     inactivity_timeout: timedelta
     metric_grace: timedelta
@@ -45,6 +49,9 @@ def from_env() -> Settings:
         data_dir=Path(env.text("STREAMS_DATA_DIR", ".data/streams")),
         store=env.text("STREAMS_STORE", "rocksdb://"),
         rocksdb_memory_mb=env.integer("STREAMS_ROCKSDB_MEMORY_MB", 128),
+        fetch_min_bytes=env.integer("STREAMS_FETCH_MIN_BYTES", 1),
+        fetch_max_wait_ms=env.integer("STREAMS_FETCH_MAX_WAIT_MS", 1500),
+        producer_linger_ms=env.integer("STREAMS_PRODUCER_LINGER_MS", 0),
         inactivity_timeout=timedelta(seconds=env.number("STREAMS_INACTIVITY_TIMEOUT_S", 120.0)),
         metric_grace=timedelta(seconds=env.number("STREAMS_METRIC_GRACE_S", 48 * 3600.0)),
         retention=timedelta(seconds=env.number("STREAMS_RETENTION_S", 48 * 3600.0)),

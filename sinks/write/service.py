@@ -61,7 +61,9 @@ class Sink:
         self.query_server = QueryServer(connect(settings.clickhouse_url, readonly=True), self.lock,
                                         port=settings.query_port)
         self.consumer = Consumer(consumer_config(settings.kafka_bootstrap, settings.group_id,
-                                                 **{"max.poll.interval.ms": 600_000}))
+                                                 **{"max.poll.interval.ms": 600_000,
+                                                    "fetch.min.bytes": settings.fetch_min_bytes,
+                                                    "fetch.wait.max.ms": settings.fetch_max_wait_ms}))
         self.rows_written = 0
         # Lag of both consumer groups: the streams app's group id is its Faust app id.
         self.lag = LagMonitor(settings.kafka_bootstrap, {

@@ -39,7 +39,7 @@ from streams.batch.lifetimes import LATE_REASON, LateEvent
 from streams.batch.staging import Staged
 from streams.batch.tenants import TABLES as TENANT_TABLES
 from streams.batch.tenants import Tenants, share_message
-from streams.faustapp.patches import App, commit_lag, table_entries, write_to_table
+from streams.faustapp.patches import App, Fetching, commit_lag, table_entries, write_to_table
 from streams.faustapp.telemetry import StreamsTelemetry
 from streams.settings import Settings
 
@@ -57,6 +57,8 @@ def faust_app(settings: Settings) -> App:
         broker=f"kafka://{settings.kafka_bootstrap}",
         store=settings.store,
         rocksdb_memory=settings.rocksdb_memory_mb * 1024**2,
+        fetching=Fetching(settings.fetch_min_bytes, settings.fetch_max_wait_ms),
+        producer_linger=settings.producer_linger_ms / 1000,
         datadir=str(settings.data_dir),
         topic_partitions=topics.PARTITIONS,
         topic_replication_factor=1,

@@ -55,14 +55,21 @@ moves upstream.
    happens to flush. Every database of the worker shares one LRU block cache of `STREAMS_ROCKSDB_MEMORY_MB`,
    and one write-buffer manager charges all their memtables (4 MiB each, at most 2) to that cache, with index
    and filter blocks cached there too.
+10. Fetches that wait for data. Wraps `faust.transport.drivers.aiokafka.AIOKafkaConsumerThread._create_worker_consumer`:
+   Faust creates its consumer with `fetch_max_wait_ms=1500` and aiokafka's `fetch_min_bytes=1`, so the broker
+   answers a fetch as soon as any record arrives, one fetch per few events at a live rate. The worker's settings
+   (`STREAMS_FETCH_MIN_BYTES`, `STREAMS_FETCH_MAX_WAIT_MS`) are set on the consumer before it starts
+   (`AIOKafkaConsumer._fetch_min_bytes`, `_fetch_max_wait_ms`, which its fetcher reads at start).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import aiokafka
 import faust
 import rocksdict
 from faust.stores.rocksdb import RocksDBOptions
@@ -251,10 +258,17 @@ def commit_lag(app: faust.App) -> dict[tuple[str, int], int]:
     return lag
 
 
+@dataclass(frozen=True)
+class Fetching:
+    min_bytes: int = 1
+    max_wait_ms: int = 1500
+    """Faust's own values (10. above)."""
+
+
 class App(faust.App):
-    def __init__(self, id: str, *, rocksdb_memory: int, **options: Any) -> None:
+    def __init__(self, id: str, *, rocksdb_memory: int, fetching: Fetching = Fetching(), **options: Any) -> None:
         super().__init__(id, Table=Table, **options)
-        self.rocksdb_memory = rocksdb_memory
+        self.rocksdb_memory, self.fetching = rocksdb_memory, fetching
 
     @cached_property
     def rocks_memory(self) -> RocksMemory:
@@ -290,6 +304,14 @@ class KeepQueuesOnResume(FlowControlEvent):
 
 
 class SeekingConsumerThread(AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        app = self.app
+        if isinstance(app, App):
+            consumer._fetch_min_bytes = app.fetching.min_bytes
+            consumer._fetch_max_wait_ms = app.fetching.max_wait_ms
+        return consumer
+
     async def seek_to_committed(self) -> Mapping[TP, int]:
         return await self.call_thread(self._seek_to_committed)
 

@@ -52,6 +52,7 @@ UPSTREAM: list[tuple[Callable[..., Any], list[str]]] = [
     (RocksStore.apply_changelog_batch, ["self", "batch", "to_key", "to_value"]),
     (RocksDBOptions.as_options, ["self"]),
     (Collection._new_store_by_url, ["self", "url"]),
+    (AIOKafkaConsumerThread._create_worker_consumer, ["self", "transport"]),
 ]
 
 
@@ -73,6 +74,9 @@ def test_the_upstream_state_the_patches_read_is_still_there() -> None:
     assert "self._key_index" in inspect.getsource(RocksStore.__init__)
     assert "self._committed_offset" in consumer_source  # patch 8 reads it
     assert "rocksdict.Cache(self.block_cache_size)" in inspect.getsource(RocksDBOptions.as_options)  # patch 9
+    aiokafka_consumer = inspect.getsource(aiokafka.AIOKafkaConsumer)  # patch 10 sets what its fetcher reads
+    assert "fetch_min_bytes=self._fetch_min_bytes" in aiokafka_consumer
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in aiokafka_consumer
 
 
 def test_the_patched_classes_override_what_the_docstring_says() -> None:
