@@ -102,8 +102,10 @@ def scrape(port: int) -> dict[str, float]:
     return out
 
 
-def state_entries(metrics: dict[str, float]) -> int:
-    return int(sum(v for k, v in metrics.items() if k.startswith("callpipe_streams_state_entries")))
+def table_entries(metrics: dict[str, float]) -> dict[str, int]:
+    """State entries per table, from `callpipe_streams_state_entries{table="..."}`."""
+    prefix = 'callpipe_streams_state_entries{table="'
+    return {k[len(prefix):].split('"', 1)[0]: int(v) for k, v in metrics.items() if k.startswith(prefix)}
 
 
 def shorten_changelogs(bootstrap: str, app_id: str, retention_s: int) -> None:
@@ -133,7 +135,12 @@ class Soak:
                 row[f"rss_{name}"] = rss_kib(pid)
             except OSError:
                 row[f"rss_{name}"] = None
-        row["state_entries"] = sum(state_entries(scrape(p)) for p in self.metrics_ports.values())
+        tables: dict[str, int] = {}
+        for port in self.metrics_ports.values():
+            for table, entries in table_entries(scrape(port)).items():
+                tables[table] = tables.get(table, 0) + entries
+        row["state_entries"] = sum(tables.values())
+        row.update({f"entries_{table}": entries for table, entries in tables.items()})
         self.samples.append(row)
 
     def restart_worker(self, t: float, data: Path) -> None:
@@ -218,7 +225,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
         rss.plot(minutes, [(s.get(f"rss_{name}") or 0) / 1024 for s in samples], label=name)
     rss.set_ylabel("RSS (MiB)")
     rss.legend(fontsize=7, ncol=3)
-    state.plot(minutes, [s["state_entries"] for s in samples], color="black")
+    state.plot(minutes, [s["state_entries"] for s in samples], color="black", label="all tables")
+    for table in sorted({k for s in samples for k in s if k.startswith("entries_")}):
+        state.plot(minutes, [s.get(table, 0) for s in samples], linewidth=0.8, label=table[len("entries_"):])
+    state.legend(fontsize=6, ncol=4)
     state.set_ylabel("streams state entries")
     state.set_xlabel("minutes")
     for restart in result["restarts"]:
@@ -281,7 +291,9 @@ def main() -> int:
             "sent": soak.sent, "statuses": soak.statuses, "connection_errors": soak.errors,
             "processes": list(pids), "restarts": soak.restarts, "samples": soak.samples,
             "growth_last_40_min": {key: growth(soak.samples, key, last_40)
-                                   for key in ("state_entries", *(f"rss_{n}" for n in pids))},
+                                   for key in ("state_entries", *(f"rss_{n}" for n in pids),
+                                               *sorted({k for s in soak.samples for k in s
+                                                        if k.startswith("entries_")}))},
         }
         (OUT / "soak.json").write_text(json.dumps(result, indent=1))
         plot(result, OUT / "soak.png")
