@@ -29,6 +29,8 @@ class Settings:
     idle_timeout_s: float = 15.0
     max_connections: int = 1000
     trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For / -Proto are believed
+    reuse_port: bool = False
+    """Bind with SO_REUSEPORT: several ingest processes share the port and the kernel spreads connections."""
 
 
 def parse_tenants(spec: str) -> dict[str, str]:
@@ -57,6 +59,7 @@ def from_env() -> Settings:
         retry_after_s=env.integer("INGEST_RETRY_AFTER_S", 5),
         kafka_linger_ms=env.number("INGEST_KAFKA_LINGER_MS", 2.0),
         log_level=env.log_level(),
+        reuse_port=env.integer("INGEST_REUSE_PORT", 0) == 1,
         max_header_bytes=env.integer("INGEST_MAX_HEADER_BYTES", Settings.max_header_bytes),
         max_headers=env.integer("INGEST_MAX_HEADERS", Settings.max_headers),
         max_url_bytes=env.integer("INGEST_MAX_URL_BYTES", Settings.max_url_bytes),

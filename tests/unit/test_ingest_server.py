@@ -1,15 +1,17 @@
 """ingest/server.py overrides uvicorn's HttpToolsProtocol: this fails when a name or signature it relies on
-moves upstream (the pin in pyproject.toml is the first guard, this the second)."""
+moves upstream (the pin in pyproject.toml is the first guard, this the second); and the shared listening socket."""
 
 from __future__ import annotations
 
 import inspect
+import socket
 
+import pytest
 from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ingest.body import BadRequest
-from ingest.server import refusal_bytes
+from ingest.server import refusal_bytes, shared_socket
 
 OVERRIDDEN = {
     "connection_made": ["self", "transport"],
@@ -48,3 +50,17 @@ def test_a_refusal_is_a_complete_http_answer_that_closes_the_connection() -> Non
     head, body = answer.split(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 503") and b"retry-after: 7" in head and b"connection: close" in head
     assert f"content-length: {len(body)}".encode() in head and b'"error":"overloaded"' in body
+
+
+def test_processes_with_reuse_port_share_one_port_and_others_cannot_take_it() -> None:
+    first = shared_socket("127.0.0.1", 0)
+    port = first.getsockname()[1]
+    second = shared_socket("127.0.0.1", port)  # a second ingest process on the same port
+    plain = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        assert second.getsockname()[1] == port
+        with pytest.raises(OSError):
+            plain.bind(("127.0.0.1", port))
+    finally:
+        for sock in (first, second, plain):
+            sock.close()
