@@ -154,7 +154,11 @@ def group_lag(bootstrap: str, groups: list[str]) -> dict[str, int]:
 
 class Pipeline:
     def __init__(self, data: Path, full: bool, env: dict[str, str]) -> None:
-        self.data, self.full, self.env = data, full, env
+        self.env = dict(env)
+        self.ingest_processes = int(self.env.pop("INGEST_PROCESSES", "1"))
+        if self.ingest_processes > 1:
+            self.env["INGEST_REUSE_PORT"] = "1"
+        self.data, self.full = data, full
         self.running: stack.Running | None = None
         self.services: Services | None = None
 
@@ -171,6 +175,8 @@ class Pipeline:
             self.services.spawn("streams")
             self.services.spawn("streams-2", module="streams", STREAMS_DATA_DIR=str(self.data / "streams-2"))
         self.services.spawn("ingest")
+        for n in range(2, self.ingest_processes + 1):
+            self.services.spawn(f"ingest-{n}", module="ingest")
         if self.full:
             self.services.wait_http("sink", f"{self.services.sink_url}/health")
         self.services.wait_http("ingest", f"{self.services.ingest_url}/readyz")
@@ -351,7 +357,8 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--floor", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--config", action="append", default=[], metavar="NAME:VAR=VALUE,...",
-                        help="a further pipeline phase with these service settings (repeatable)")
+                        help="a further pipeline phase with these service settings (repeatable); "
+                             "INGEST_PROCESSES=N runs N ingest processes on one port (SO_REUSEPORT)")
     parser.add_argument("--label", default="", help="a name for this run in pipeline.json")
     parser.add_argument("--data", default=os.environ.get("PIPELINE_DATA", "/tmp/callpipe-pipeline"))
     args = parser.parse_args()

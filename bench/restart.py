@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 from bench.host import machine
-from bench.soak import scrape, state_entries
+from bench.soak import scrape, table_entries
 from deploy.local import stack
 from deploy.local.services import Services, create_topics, service_env
 
@@ -42,7 +42,7 @@ def settle(port: int, quiet_s: float = 8) -> int:
     """Wait until the worker's state stops growing; its entries."""
     last, since = -1, time.perf_counter()
     while True:
-        entries = state_entries(scrape(port))
+        entries = sum(table_entries(scrape(port)).values())
         if entries != last:
             last, since = entries, time.perf_counter()
         elif time.perf_counter() - since > quiet_s:
