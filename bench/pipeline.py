@@ -10,10 +10,10 @@ Per step and per process: CPU-ms per webhook with the process's idle CPU (measur
 subtracted; achieved rate (answers per second); the answer's p50/p95; POST -> visible: for every SMS whose first
 webhook is sent in the step, the time until its row is in `sms` (ingest, Kafka, the streams workers, Kafka
 again, the sink), polled every 0.25 s; consumer lag of the streams and sink groups when the step's sending
-ends and after a drain of at most `--drain` seconds. Traffic: bench/soak.py's schedule (copies of the sample's
-hour on the wall clock, so event time follows wall time), generated before each step so that the load
-generator costs only its socket writes (bench/ingest_load.py's client: open-loop at a rate, closed-loop for
-the maximum).
+ends and after a drain of at most `--drain` seconds. Traffic: copies of the sample (deploy/sample/generate.py
+with other seeds and ids, as bench/soak.py makes them), each rotated to its own phase of the sample's hour and
+compressed into the step, generated before the step so that the load generator costs only its socket writes
+(bench/ingest_load.py's client: open-loop at a rate, closed-loop for the maximum).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import re
 import shutil
@@ -38,7 +39,7 @@ from confluent_kafka.admin import AdminClient
 
 from bench.host import cpu_seconds, machine
 from bench.ingest_load import Connection
-from bench.soak import schedule
+from bench.soak import PER_TIMELINE, TIMELINE_S, timeline_requests
 from broker.config import admin_config
 from deploy.local import stack
 from deploy.local.services import Services, create_topics, service_env
@@ -254,8 +255,19 @@ async def send_step(step: Step, port: int, requests: list[tuple[float, bytes]], 
             conn.transport.close()
 
 
-def build_requests(rate: float, seconds: float, port: int, tenant: str, secret: str) -> list[tuple[float, bytes]]:
-    return list(schedule(datetime.now(UTC), seconds, rate, port, tenant, secret))
+def build_requests(rate: float, seconds: float, first_copy: int, port: int, tenant: str,
+                   secret: str) -> list[tuple[float, bytes]]:
+    """(seconds after the step's start, request): enough copies of the sample for the step, each rotated to its own
+    phase of the sample's hour so that every moment of the step carries the whole mix, sent one every 1/rate s."""
+    copies = max(1, math.ceil(rate * seconds / PER_TIMELINE))
+    base = datetime.now(UTC)
+    keyed = []
+    for k in range(copies):
+        phase = k * TIMELINE_S / copies
+        deliveries = timeline_requests(first_copy + k, base, port, tenant, secret)
+        keyed += [((at + phase) % TIMELINE_S, k, i, request) for i, (at, request) in enumerate(deliveries)]
+    keyed.sort()
+    return [(n / rate, request) for n, (*_, request) in enumerate(keyed[:math.ceil(rate * seconds)])]
 
 
 def run_phase(phase: str, full: bool, env: dict[str, str], args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -270,9 +282,11 @@ def run_phase(phase: str, full: bool, env: dict[str, str], args: argparse.Namesp
         time.sleep(args.idle)
         idle_per_s = {n: (c - before[n]) / (time.perf_counter() - began) for n, c in pipeline.cpu().items()}
         steps = [Step(f"{r:g}/s", r) for r in args.rates] + ([Step("max", None)] if args.max else [])
+        first_copy = 0  # each step its own copies: no step re-sends another's webhooks
         for step in steps:
             rate = step.offered or args.max_schedule_rate
-            requests = build_requests(rate, args.step, port, tenant, secret)
+            requests = build_requests(rate, args.step, first_copy, port, tenant, secret)
+            first_copy += math.ceil(rate * args.step / PER_TIMELINE)
             stack.say(f"{phase} {step.name}: {len(requests)} requests ready")
             probes = Probes(pipeline.services if full else None)
             poller = threading.Thread(target=probes.poll_until_stopped, daemon=True)
