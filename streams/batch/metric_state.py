@@ -1,5 +1,6 @@
 """How the metric registers and window sums are written as JSON: window keys as their stable JSON text (a key's
-bytes are its identity), a register's windows as a list of [key, contribution] pairs."""
+bytes are its identity), a register's windows as a list of [key, contribution] pairs. Values written by earlier
+versions are read as they would be written now (`contribution`)."""
 
 from __future__ import annotations
 
@@ -28,9 +29,23 @@ def dump_entity(state: MetricEntity) -> bytes:
                          "windows": [[list(w), c] for w, c in state["windows"].items()]})
 
 
+def contribution(data: Any) -> Any:
+    """A stored contribution as it is now: one written before windows kept concurrency edges holds its clipped
+    intervals, ``{"start:end": calls}``, which become the same edges."""
+    if data is None or "intervals" not in data:
+        return data
+    data = dict(data)
+    edges: dict[str, int] = {}
+    for interval, calls in data.pop("intervals").items():
+        for at, delta in zip(interval.split(":"), (calls, -calls), strict=True):
+            edges[at] = edges.get(at, 0) + delta
+    data["edges"] = {at: delta for at, delta in edges.items() if delta}
+    return data
+
+
 def load_entity(text: str | bytes) -> MetricEntity:
     data = codec.loads(text)
-    windows: dict[WindowKey, Contribution | None] = {window_key(w): c for w, c in data["windows"]}
+    windows: dict[WindowKey, Contribution | None] = {window_key(w): contribution(c) for w, c in data["windows"]}
     return MetricEntity(version=data["version"], windows=windows, updated_at=data["updated_at"],
                         partition=data["partition"])
 
@@ -41,4 +56,4 @@ def dump_sum(window: WindowSum) -> Any:
 
 
 def load_sum(data: Any) -> WindowSum:
-    return WindowSum(sum=data["sum"], version=data["version"], updated_at=data["updated_at"])
+    return WindowSum(sum=contribution(data["sum"]), version=data["version"], updated_at=data["updated_at"])

@@ -10,16 +10,20 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streams.batch import metric_state
 from streams.batch.window_shares import WindowShares
 from streams.domain.billing.causes import is_network_failure
 from streams.domain.billing.metrics import (
     ENTITY_CALL,
     ENTITY_SINGLE_LEG,
     ENTITY_SMS,
+    Contribution,
     MetricEntity,
     WindowKey,
     WindowSum,
+    add,
     combine,
+    empty_contribution,
     entity_key,
     peak_concurrency,
     revise,
@@ -122,9 +126,30 @@ def brute_force_peak(intervals: list[tuple[datetime, datetime]]) -> int:
 
 
 def test_peak_concurrency_half_open() -> None:
-    assert peak_concurrency({"0:10": 1, "10:20": 1}) == 1
-    assert peak_concurrency({"0:10": 2, "5:20": 1}) == 3
+    assert peak_concurrency({"0": 1, "10": 0, "20": -1}) == 1  # [0, 10) and [10, 20): back to back
+    assert peak_concurrency({"0": 2, "5": 1, "10": -2, "20": -1}) == 3
+    assert peak_concurrency({"100": 1, "20": 1, "30": -1, "200": -1}) == 1  # as numbers: "100" < "20" as text
     assert peak_concurrency({}) == 0
+
+
+def test_a_window_keeps_at_most_its_distinct_instants_however_many_calls() -> None:
+    window: Contribution = empty_contribution()
+    for call in range(5000):
+        start = call % 60 * 1000  # 5,000 calls starting within one minute, each 30 s long
+        part = empty_contribution()
+        part["edges"] = {str(start): 1, str(start + 30_000): -1}
+        add(window, part)
+    starts = [call % 60 for call in range(5000)]
+    brute = max(sum(1 for s in starts if s <= t < s + 30) for t in range(90))
+    assert len(window["edges"]) <= 90 and peak_concurrency(window["edges"]) == brute
+
+
+def test_contributions_stored_with_intervals_are_read_as_edges() -> None:
+    old = {**empty_contribution(), "intervals": {"0:10": 2, "10:20": 1}}
+    del old["edges"]
+    read = metric_state.contribution(old)
+    assert read["edges"] == {"0": 2, "10": -1, "20": -1} and "intervals" not in read
+    assert peak_concurrency(read["edges"]) == 2
 
 
 def test_windows_are_aligned_to_utc() -> None:

@@ -13,8 +13,11 @@ contribution twice or lose one; and since every register only grows, the version
 is at most that of the final one, with equality only for the final content (a sink keeping the highest version
 keeps the right row). Ratios are derived from the additive components at output time.
 
-Peak concurrency is not additive, so a window keeps the multiset of call intervals ``[start, end)`` clipped to
-the window (a call contributes to every window it overlaps) and sweeps it on output.
+Peak concurrency is not additive, but its edges are: a window keeps, per instant, how many calls start there
+minus how many end there (each call's interval ``[start, end)`` clipped to the window; a call contributes to
+every window it overlaps), and sweeps them on output. Summing per instant is exact (an end and a start at the
+same instant net out, as half-open intervals do) and bounds a window's state by its distinct instants (the
+provider's times have 1 s resolution: at most 3,601 for an hour), however many calls it holds.
 """
 
 from __future__ import annotations
@@ -60,8 +63,8 @@ class Contribution(TypedDict):
     sms_cost: Decimal
     causes: dict[str, int]
     """disconnect cause -> calls"""
-    intervals: dict[str, int]
-    """"start_ms:end_ms" (clipped to the window) -> calls"""
+    edges: dict[str, int]
+    """epoch ms -> calls starting there minus calls ending there (intervals clipped to the window)"""
 
 
 class MetricEntity(TypedDict):
@@ -105,7 +108,7 @@ def empty_contribution() -> Contribution:
     zero = Decimal(0)
     return Contribution(calls=0, answered=0, network_failures=0, talk_seconds=0, pdd_sum_ms=0, pdd_count=0,
                         billed_seconds=0, sms_sent=0, sms_delivered=0, sms_failed=0, cost=zero, provider_cost=zero,
-                        sms_cost=zero, causes={}, intervals={})
+                        sms_cost=zero, causes={}, edges={})
 
 
 def _call_facts(record: Record, entity: str) -> dict[str, Any]:
@@ -196,9 +199,9 @@ def _spread(
             start, end = epoch_ms(interval[0]), epoch_ms(interval[1])
             for window in range(start // width * width, end, width):
                 key = (tenant, size, window, dim, value)
-                clipped = f"{max(start, window)}:{min(end, window + width)}"
                 target = out.setdefault(key, empty_contribution())
-                target["intervals"] = {**target["intervals"], clipped: 1}
+                target["edges"] = _merged(target["edges"], {str(max(start, window)): 1}, 1)
+                target["edges"] = _merged(target["edges"], {str(min(end, window + width)): 1}, -1)
     return out
 
 
@@ -209,7 +212,7 @@ def add(total: Contribution, part: Contribution, sign: int = 1) -> None:
     for money in MONEY:
         total[money] += sign * part[money]
     total["causes"] = _merged(total["causes"], part["causes"], sign)
-    total["intervals"] = _merged(total["intervals"], part["intervals"], sign)
+    total["edges"] = _merged(total["edges"], part["edges"], sign)
 
 
 def _merged(total: dict[str, int], part: dict[str, int], sign: int) -> dict[str, int]:
@@ -223,7 +226,7 @@ def _merged(total: dict[str, int], part: dict[str, int], sign: int) -> dict[str,
 
 def is_empty(total: Contribution) -> bool:
     return not (any(total[counter] for counter in COUNTERS) or any(total[money] for money in MONEY)
-                or total["causes"] or total["intervals"])
+                or total["causes"] or total["edges"])
 
 
 def revise(previous: MetricEntity | None, record: Record, entity: str, partition: int,
@@ -260,15 +263,9 @@ def combine(parts: Iterable[WindowSum]) -> WindowSum:
     return total
 
 
-def peak_concurrency(intervals: dict[str, int]) -> int:
-    edges: list[tuple[int, int]] = []
-    for item, count in intervals.items():
-        start, end = (int(x) for x in item.split(":"))
-        edges += [(start, count), (end, -count)]
-    # Ends sort before starts at the same instant: intervals are half-open, back-to-back calls do not overlap.
-    edges.sort(key=lambda edge: (edge[0], edge[1]))
+def peak_concurrency(edges: dict[str, int]) -> int:
     peak = running = 0
-    for _, delta in edges:
+    for _, delta in sorted((int(at), delta) for at, delta in edges.items()):
         running += delta
         peak = max(peak, running)
     return peak
@@ -297,7 +294,7 @@ def window_record(key: WindowKey, window: WindowSum) -> Record:
         "acd_seconds": _ratio(total["talk_seconds"], answered),
         "avg_pdd_ms": _ratio(total["pdd_sum_ms"], total["pdd_count"]),
         "billed_minutes": total["billed_seconds"] / 60,
-        "peak_concurrent_calls": peak_concurrency(total["intervals"]),
+        "peak_concurrent_calls": peak_concurrency(total["edges"]),
         "disconnect_causes": dict(sorted(total["causes"].items())),
         "version": window["version"],
         "updated_at": window["updated_at"],
