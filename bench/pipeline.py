@@ -110,7 +110,7 @@ class Probes:
                 self.pending[sms_id] = at
 
     def poll_until_stopped(self) -> None:
-        while not self.stopping.is_set():
+        while self.services is not None and not self.stopping.is_set():
             self.poll()
             time.sleep(PROBE_POLL_S)
 
