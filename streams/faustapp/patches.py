@@ -260,19 +260,19 @@ def commit_lag(app: faust.App) -> dict[tuple[str, int], int]:
 
 @dataclass(frozen=True)
 class Fetching:
-    min_bytes: int = 1
-    max_wait_ms: int = 1500
-    """Faust's own values (10. above)."""
+    min_bytes: int
+    max_wait_ms: int
 
 
 class App(faust.App):
-    def __init__(self, id: str, *, rocksdb_memory: int, fetching: Fetching = Fetching(), **options: Any) -> None:
+    def __init__(self, id: str, *, rocksdb_memory: int, fetching: Fetching | None = None, **options: Any) -> None:
+        """``fetching``: None keeps Faust's own fetch settings (10. above)."""
         super().__init__(id, Table=Table, **options)
-        self.rocksdb_memory, self.fetching = rocksdb_memory, fetching
+        self._rocksdb_budget, self.fetching = rocksdb_memory, fetching
 
     @cached_property
     def rocks_memory(self) -> RocksMemory:
-        return RocksMemory(self.rocksdb_memory)
+        return RocksMemory(self._rocksdb_budget)
 
     def _new_producer(self) -> ProducerT:
         producer = super()._new_producer()
@@ -307,7 +307,7 @@ class SeekingConsumerThread(AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         app = self.app
-        if isinstance(app, App):
+        if isinstance(app, App) and app.fetching is not None:
             consumer._fetch_min_bytes = app.fetching.min_bytes
             consumer._fetch_max_wait_ms = app.fetching.max_wait_ms
         return consumer
