@@ -18,10 +18,11 @@ from schemas import topics
 from streams.batch import metric_state
 from streams.batch import state_codec as codec
 from streams.batch.events import Batch, Event, Late, Output, Tick
+from streams.batch.expiry import ACKNOWLEDGED
 from streams.batch.folds import FEEDS, Fold, folds, state_of
 from streams.batch.lifetimes import LATE_REASON, Aging, Clock, LateEvent, aging_tables
 from streams.batch.staging import Staged
-from streams.batch.window_shares import WindowShares
+from streams.batch.window_shares import Settled, WindowShares
 from streams.domain import billing, correlate
 from streams.domain.billing import metrics
 from streams.domain.billing.metrics import ENTITY_CALL, MetricEntity
@@ -31,6 +32,8 @@ from streams.domain.records import Record
 # Decoded call states kept beside the `calls` table: the calls in progress, whose next events come soon.
 CALL_CACHE_SIZE = 2048
 OPEN_CALLS_CACHE_SIZE = 64  # one value per partition
+LATE_CLOSED = f"{LATE_REASON}: the record would change a closed metric window"
+LATE_SETTLED = f"{LATE_REASON}: the record's entity was evicted and its metrics settled"
 
 
 def family_tables(family_folds: dict[str, Fold]) -> list[str]:
@@ -46,6 +49,12 @@ def state_key(record: Record, entity_id: Any) -> str:
     """Provider ids are global, but tenants are isolated anyway: a replay of one tenant's webhooks under another
     tenant must not merge into the first tenant's entities."""
     return f"{record['tenant']}/{entity_id}"
+
+
+def register_key(entity: str, key: str) -> str:
+    """The metric register of the entity whose state key is ``key``: ``<entity>:<tenant>:<id>``."""
+    tenant, _, entity_id = key.partition("/")
+    return f"{entity}:{tenant}:{entity_id}"
 
 
 def sorted_keys(text: bytes) -> list[str]:
@@ -64,17 +73,24 @@ def with_membership(members: list[str], key: str, present: bool) -> list[str] | 
 class Entities:
     """`calls`: call states by tenant/call id; `open_calls`: per partition ("p<n>"), the sorted keys of the calls
     with events not yet published (what ticks look at); `registers`: the metric register of every rated entity,
-    from which `shares` derives the partitions' window shares; `tables`: the other families' states
-    (batch/folds.py)."""
+    and `settled`, beside them in the same table, the settled sums of the evicted ones, from which `shares` derives
+    the partitions' window shares; `tables`: the other families' states (batch/folds.py)."""
 
     def __init__(self, calls: Aging, open_calls: Staged, registers: Staged, tables: dict[str, Aging],
                  folds: dict[str, Fold], decode: Callable[[str, bytes], Record], plan: RatingPlan,
                  inactivity_timeout: timedelta, metric_grace: timedelta, clock: Clock) -> None:
         self.calls, self.open_calls, self.registers = calls, open_calls, registers
+        self.settled = Staged(registers.store, registers.write, encode=metric_state.dump_settled,
+                              decode=metric_state.load_settled)
         self.tables, self.folds = tables, folds
+        self.rated = {"calls": ENTITY_CALL, **{fold.table: FEEDS[fold.out.name] for fold in folds.values()
+                                                if fold.out.name in FEEDS}}
+        """entity table -> the kind of metric register its entities have"""
         self.decode, self.plan, self.timeout = decode, plan, inactivity_timeout
         self.shares = WindowShares(metric_grace)
         self.clock = clock
+        self._unverified: set[str] = set()
+        """Listed calls whose published record a recovery cannot vouch for (see `_tick`)."""
 
     @classmethod
     def over(cls, staged: Callable[..., Staged], decode: Callable[[str, bytes], Record], plan: RatingPlan,
@@ -90,18 +106,35 @@ class Entities:
                    family_folds, decode, plan, inactivity_timeout, metric_grace, clock)
 
     def staged(self) -> Iterable[Staged]:
-        return (self.calls, self.open_calls, self.registers, *self.tables.values())
+        """The tables in the order their writes are flushed: a register's settle mark before the settled sums."""
+        return (self.calls, self.open_calls, self.registers, self.settled, *self.tables.values())
 
     def recover(self, partitions: Container[int]) -> None:
         """After a changelog recovery: what is derived from the tables (eviction schedules, clocks, window
         shares) again, from the values of the partitions this worker holds (a store may keep others)."""
         for table in (self.calls, *self.tables.values()):
             table.recover(partitions)
-        registers = ((key, metric_state.load_entity(value)) for key, value in self.registers.store.items())
-        self.shares.rebuild((r["partition"], key, r) for key, r in registers if r["partition"] in partitions)
+        self._unverified = {key for slot, text in self.open_calls.store.items()
+                            if int(slot[1:]) in partitions for key in sorted_keys(text)}
+        registers: list[tuple[int, str, MetricEntity]] = []
+        settled: list[Settled] = []
+        for key, value in self.registers.store.items():
+            if key.startswith(metric_state.SETTLED_PREFIX):
+                settled.append(metric_state.load_settled(value))
+            else:
+                register = metric_state.load_entity(value)
+                registers.append((register["partition"], key, register))
+        self.shares.rebuild((item for item in registers if item[0] in partitions),
+                            (item for item in settled if item["partition"] in partitions))
 
-    def process(self, items: Sequence[Event | Tick], now: datetime) -> Batch:
-        """``now``: the processing time the metric registers record (their windows' ``updated_at``)."""
+    def process(self, items: Sequence[Event | Tick], now: datetime, durable: int | None = None) -> Batch:
+        """``now``: the processing time the metric registers record (their windows' ``updated_at``);
+        ``durable``: the generation (`seal`) through which the agent's writes are acknowledged (None: all of the
+        batches before, for stores written at once)."""
+        if durable is None:
+            self.seal(durable := ACKNOWLEDGED)
+        for table in (self.calls, *self.tables.values()):
+            table.acknowledged(durable)
         batch = Batch()
         partitions = set()
         for item in items:
@@ -121,15 +154,49 @@ class Entities:
                 batch.failures.append((item, exc))
         batch.shares = self.shares.drain()
         for partition in sorted(partitions):
-            for key in self.shares.expired(partition, self.registers.get):
+            self._evict(batch, partition, durable)
+        return batch
+
+    def _evict(self, batch: Batch, partition: int, durable: int) -> None:
+        """The partition's expired states, closed windows and settled registers (docs/DESIGN.md, "State
+        lifecycle")."""
+        for key, seq in self.shares.advance_settling(partition, durable):
+            register = self.registers.get(key)
+            if register is not None and register["settled"] == seq:
                 self.registers.delete(partition, key)
                 batch.evicted["metric_entities"] += 1
-            for name, table in (("calls", self.calls), *self.tables.items()):
-                for key in table.expired(partition):
-                    batch.evicted[name] += 1
-                    if table is self.calls:
-                        self._track_pending(partition, key, False)
-        return batch
+        for key in self.shares.expired(partition, self.registers.get):
+            self.registers.delete(partition, key)
+            batch.evicted["metric_entities"] += 1
+        for name, table in (("calls", self.calls), *self.tables.items()):
+            entity = self.rated.get(name)
+            for key in table.expired(partition):
+                batch.evicted[name] += 1
+                if table is self.calls:
+                    self._track_pending(partition, key, False)
+                if entity is not None:
+                    self._settle_register(partition, register_key(entity, key))
+        writes, dropped = self.shares.settled_writes(partition)
+        for settled in writes:
+            self.settled.put(partition, metric_state.settled_key(partition, settled["window"]), settled)
+        for partition_, window in dropped:
+            self.settled.delete(partition_, metric_state.settled_key(partition_, window))
+
+    def _settle_register(self, partition: int, key: str) -> None:
+        register: MetricEntity | None = self.registers.get(key)
+        if register is None or register["settled"] is not None:
+            return
+        marked = self.shares.settle(partition, key, register)
+        if marked is None:
+            self.registers.delete(partition, key)
+        else:
+            self.registers.put(partition, key, marked)
+
+    def seal(self, generation: int) -> None:
+        """The writes of the batches processed so far are tracked under ``generation`` (see `process`)."""
+        self.shares.seal(generation)
+        for table in (self.calls, *self.tables.values()):
+            table.seal(generation)
 
     def _refuse_late(self, partition: int, before: object) -> None:
         if before is None and self.clock.is_late(partition):
@@ -139,8 +206,13 @@ class Entities:
     def _count(self, batch: Batch, partition: int, entity: str, key: str, record: Record, now: datetime) -> None:
         """Count a rated record in the tenant's balance and in its partition's window shares."""
         batch.feed_tenant(entity, key, record)
-        register_key = metrics.entity_key(record, entity)
-        old: MetricEntity | None = self.registers.get(register_key)
+        register = register_key(entity, key)
+        old: MetricEntity | None = self.registers.get(register)
+        if old is not None and old["settled"] is not None:
+            # Its entity's state was evicted and an event within the retention started it again: what it counted
+            # is settled and stays so (docs/DESIGN.md, "State lifecycle").
+            batch.late.append(Late(entity, register, record, LATE_SETTLED))
+            return
         new = metrics.revise(old, record, entity, partition, now)
         if new is None:
             if old is not None:
@@ -148,10 +220,10 @@ class Entities:
             return
         self.shares.advance(partition, new)
         if self.shares.is_late(partition, old, new):
-            batch.late.append(Late(entity, register_key, record))
+            batch.late.append(Late(entity, register, record, LATE_CLOSED))
         elif new["windows"]:
-            self.registers.put(partition, register_key, new)
-            self.shares.revise(partition, register_key, old, new)
+            self.registers.put(partition, register, new)
+            self.shares.revise(partition, old, new)
 
     def _publish_call(self, batch: Batch, partition: int, record: Record, now: datetime) -> None:
         rated = billing.price(ENTITY_CALL, record, self.plan)
@@ -166,12 +238,12 @@ class Entities:
             self.open_calls.put(partition, slot, members)
 
     def _settle(self, batch: Batch, partition: int, key: str, state: correlate.CallState, at: datetime,
-                now: datetime) -> None:
+                now: datetime) -> correlate.CallState:
         state, record = correlate.emit(state, at, self.timeout)
         self.calls.put(partition, key, state)
         if record is not None:
             self._publish_call(batch, partition, record, now)
-        self._track_pending(partition, key, state["emitted_count"] != len(state["event_ids"]))
+        return state
 
     def _call_event(self, batch: Batch, partition: int, record: Record, now: datetime) -> None:
         key = state_key(record, record["call_id"])
@@ -187,13 +259,26 @@ class Entities:
             else:
                 self._track_pending(partition, key, True)
             return
-        self._settle(batch, partition, key, state, record["received_at"], now)
+        state = self._settle(batch, partition, key, state, record["received_at"], now)
+        self._track_pending(partition, key, state["emitted_count"] != len(state["event_ids"]))
 
     def _tick(self, batch: Batch, tick: Tick, now: datetime) -> None:
-        for key in self.open_calls.get(f"p{tick.partition}") or []:
+        """A call a tick published stays listed until its record is acknowledged: a replay of the tick would not
+        publish it again (its state says it is published), and a recovery cannot tell whether it reached its
+        topic, so after one it is published again first."""
+        partition = tick.partition
+        for key in self.open_calls.get(f"p{partition}") or []:
             state = self.calls.get(key)
-            if state is not None:
-                self._settle(batch, tick.partition, key, state, tick.now, now)
+            if state is None:
+                continue
+            if state["emitted_count"] != len(state["event_ids"]):
+                self._settle(batch, partition, key, state, tick.now, now)
+            elif key in self._unverified or not self.calls.is_acknowledged(key):
+                self._unverified.discard(key)
+                self._publish_call(batch, partition, correlate.build_record(state), now)
+                self.calls.changed(key)
+            else:
+                self._track_pending(partition, key, False)
 
     def _entity_event(self, batch: Batch, partition: int, record: Record, now: datetime) -> None:
         fold = self.folds[record["kind"]]

@@ -37,12 +37,13 @@ class Tick:
 
 @dataclass(frozen=True)
 class Late:
-    """A rated record left out of the metrics because it would change a closed window (docs/DESIGN.md, "Late
-    events"); the record itself is published as usual."""
+    """A rated record left out of the metrics because it would change a closed window or its entity's metrics
+    are settled (docs/DESIGN.md, "Late events"); the record itself is published as usual."""
 
     entity: str
     key: str
     record: Record
+    reason: str
 
 
 @dataclass

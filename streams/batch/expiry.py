@@ -2,7 +2,11 @@
 windows share. Each is a per-partition heap of (deadline, key); a key is pushed again whenever its deadline
 moves, so an entry popped from the heap may be stale, and the caller checks the key's current state before
 evicting it. Entries are bounded by the changes within one retention, since every entry leaves when its
-deadline passes. Derived data: rebuilt from the tables after every recovery."""
+deadline passes. Derived data: rebuilt from the tables after every recovery.
+
+A key is not evicted while its latest write is unacknowledged (`changed`, then `seal` with the generation its
+writes were tracked under, `acknowledged` once they are): otherwise a crash could keep the tombstone and lose
+that write, and with it the record the write was made for (the replay finds no state to publish it again)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,10 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Generic, TypeVar
 
+ACKNOWLEDGED = -1
+"""The generation of writes known to be acknowledged: those a recovery read, or any where stores are written at
+once (tests)."""
+
 Instant = TypeVar("Instant", int, datetime)
 """Epoch ms (entity states) or a UTC datetime (metric windows and registers)."""
 
@@ -18,15 +26,41 @@ Instant = TypeVar("Instant", int, datetime)
 class ExpirySchedule(Generic[Instant]):
     def __init__(self) -> None:
         self._heaps: dict[int, list[tuple[Instant, str]]] = {}
+        self._unacknowledged: dict[str, int | None] = {}
+        """key -> the generation of its latest write (None: not sealed yet)"""
+        self._held: dict[int, list[str]] = {}
+        """Per partition, keys that were due while their latest write was unacknowledged."""
 
     def add(self, partition: int, deadline: Instant, key: str) -> None:
         heapq.heappush(self._heaps.setdefault(partition, []), (deadline, key))
 
+    def changed(self, key: str) -> None:
+        self._unacknowledged[key] = None
+
+    def is_acknowledged(self, key: str) -> bool:
+        return key not in self._unacknowledged
+
+    def seal(self, generation: int) -> None:
+        for key, sealed in self._unacknowledged.items():
+            if sealed is None:
+                self._unacknowledged[key] = generation
+
+    def acknowledged(self, durable: int) -> None:
+        """The writes sealed at or before ``durable`` are acknowledged."""
+        self._unacknowledged = {k: g for k, g in self._unacknowledged.items() if g is None or g > durable}
+
     def due(self, partition: int, clock: Instant | None) -> Iterator[str]:
-        """Pop the partition's keys whose deadline is at or before ``clock`` (None: the clock has not started)."""
+        """Pop the partition's keys whose deadline is at or before ``clock`` (None: the clock has not started)
+        and whose latest write is acknowledged."""
+        held = self._held.pop(partition, [])
         heap = self._heaps.get(partition, [])
         while clock is not None and heap and heap[0][0] <= clock:
-            yield heapq.heappop(heap)[1]
+            held.append(heapq.heappop(heap)[1])
+        for key in held:
+            if key in self._unacknowledged:
+                self._held.setdefault(partition, []).append(key)
+            else:
+                yield key
 
     def clear(self) -> None:
-        self._heaps = {}
+        self._heaps, self._unacknowledged, self._held = {}, {}, {}

@@ -92,11 +92,26 @@ class Aging(Staged):
         known = [t for t in (before, self.clock.current) if t is not None]
         at = max(known) if known else None
         super().put(partition, key, Held(state=value, at=at, partition=partition))
+        self.changed(key)
         if at is not None and at != before:
             self._expiry.add(partition, at + self.clock.retention_ms, key)
 
+    def changed(self, key: str) -> None:
+        """The key's state is unchanged, but what was written for it is: evict it only once that is acknowledged."""
+        self._expiry.changed(key)
+
+    def is_acknowledged(self, key: str) -> bool:
+        return self._expiry.is_acknowledged(key)
+
+    def seal(self, generation: int) -> None:
+        self._expiry.seal(generation)
+
+    def acknowledged(self, durable: int) -> None:
+        self._expiry.acknowledged(durable)
+
     def expired(self, partition: int) -> Iterator[str]:
-        """Delete the partition's keys past the retention; yields each deleted key."""
+        """Delete the partition's keys past the retention whose latest write is acknowledged (streams/batch/
+        expiry.py); yields each deleted key."""
         clock = self.clock.partitions.get(partition)
         if clock is None:
             return

@@ -1,12 +1,13 @@
-"""How the metric registers and window sums are written as JSON: window keys as their stable JSON text (a key's
-bytes are its identity), a register's windows as a list of [key, contribution] pairs. Values written by earlier
-versions are read as they would be written now (`contribution`)."""
+"""How the metric registers, settled sums and window sums are written as JSON: window keys as their stable JSON
+text (a key's bytes are its identity), a register's windows as a list of [key, contribution] pairs. Values written
+by earlier versions are read as they would be written now (`contribution`, a register's missing `settled`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from streams.batch import state_codec as codec
+from streams.batch.window_shares import Settled
 from streams.domain.billing.metrics import Contribution, MetricEntity, WindowKey, WindowSum
 
 
@@ -25,7 +26,7 @@ def window_key(items: list[Any]) -> WindowKey:
 
 def dump_entity(state: MetricEntity) -> bytes:
     return codec.encode({"version": state["version"], "updated_at": state["updated_at"],
-                         "partition": state["partition"],
+                         "partition": state["partition"], "settled": state["settled"],
                          "windows": [[list(w), c] for w, c in state["windows"].items()]})
 
 
@@ -47,7 +48,7 @@ def load_entity(text: str | bytes) -> MetricEntity:
     data = codec.loads(text)
     windows: dict[WindowKey, Contribution | None] = {window_key(w): contribution(c) for w, c in data["windows"]}
     return MetricEntity(version=data["version"], windows=windows, updated_at=data["updated_at"],
-                        partition=data["partition"])
+                        partition=data["partition"], settled=data.get("settled"))
 
 
 def dump_sum(window: WindowSum) -> Any:
@@ -57,3 +58,23 @@ def dump_sum(window: WindowSum) -> Any:
 
 def load_sum(data: Any) -> WindowSum:
     return WindowSum(sum=contribution(data["sum"]), version=data["version"], updated_at=data["updated_at"])
+
+
+SETTLED_PREFIX = "settled/"
+
+
+def settled_key(partition: int, window: WindowKey) -> str:
+    """Where a partition's settled sum of a window is stored: in `metric_entities` beside the registers (whose keys
+    start with their entity kind), so that both reach one changelog partition in the order they are written."""
+    return f"{SETTLED_PREFIX}{partition}/{dump_key(window)}"
+
+
+def dump_settled(settled: Settled) -> bytes:
+    return codec.encode({"window": list(settled["window"]), "partition": settled["partition"],
+                         "through": settled["through"], "clock": settled["clock"], **dump_sum(settled["share"])})
+
+
+def load_settled(text: str | bytes) -> Settled:
+    data = codec.loads(text)
+    return Settled(window=window_key(data["window"]), partition=data["partition"], through=data["through"],
+                   clock=data["clock"], share=load_sum(data))

@@ -23,7 +23,7 @@ from schemas import topics
 from streams.batch import metric_state
 from streams.batch import state_codec as codec
 from streams.batch.events import Batch, Event, Output
-from streams.batch.expiry import ExpirySchedule
+from streams.batch.expiry import ACKNOWLEDGED, ExpirySchedule
 from streams.batch.staging import Staged
 from streams.domain import billing
 from streams.domain.billing import balance, metrics
@@ -86,7 +86,12 @@ class Tenants:
             if partition in partitions:
                 self._schedule(partition, key)
 
-    def process(self, items: Sequence[Event], now: datetime) -> Batch:
+    def process(self, items: Sequence[Event], now: datetime, durable: int | None = None) -> Batch:
+        """``durable``: the generation (`seal`) through which the agent's writes are acknowledged (None: all of
+        the batches before): a window is evicted only once its last record is (streams/batch/expiry.py)."""
+        if durable is None:
+            self.seal(durable := ACKNOWLEDGED)
+        self._expiry.acknowledged(durable)
         batch = Batch()
         changed_windows: set[str] = set()
         changed_tenants: set[str] = set()
@@ -141,7 +146,12 @@ class Tenants:
         if current is None or share["version"] > current["version"]:
             shares = {**(state["shares"] if state else {}), source: share}
             self.windows.put(partition, key, WindowState(shares=shares, partition=partition))
+            self._expiry.changed(key)
         return {key}
+
+    def seal(self, generation: int) -> None:
+        """The writes of the batches processed so far are tracked under ``generation``."""
+        self._expiry.seal(generation)
 
     def _closed(self, partition: int, window: WindowKey) -> bool:
         clock = self.clocks.get(partition)

@@ -1,18 +1,26 @@
 """The metric windows as the `entities` agent holds them: per partition, each window's share (the sum over the
-partition's metric registers, streams/domain/billing/metrics.py), derived in memory from the `metric_entities`
-table and never stored on its own.
+partition's metric registers, streams/domain/billing/metrics.py, and its settled sum), derived in memory from the
+`metric_entities` table and never stored on its own.
 
 Because the shares are a function of the table, they are rebuilt from it whenever the table may have changed
 under them (a changelog recovery after a rebalance or a restart), and nothing a crash leaves half-written can be
 counted twice or lost. Each batch publishes the shares it changed; the `tenants` agent adds the partitions'
 shares of a window up (streams/batch/tenants.py).
 
-Lifecycle (docs/DESIGN.md, "State lifecycle"): a partition's event-time clock is the latest instant its registers
-are bucketed at (capped at their processing time plus `FUTURE_SKEW`, so that a bogus future timestamp cannot close
-every window); a window closes `grace` after its end on that clock. A closed window's share is dropped and never
-changes again: a record that would change what a closed window counts is late and not counted (the caller routes
-it).
-A register whose every window is closed is evicted (a tombstone on its changelog).
+Settling (docs/DESIGN.md, "State lifecycle"): a register lives as long as its entity's state. When the state is
+evicted, the register's share of every open window moves into the partition's settled sum of that window, so
+that registers are bounded by the retention and not by the windows. No two writes are atomic and a batch's writes
+may reach Kafka in any order, so settling takes three steps, each written only once the writes of the one
+before are acknowledged (the caller says which of its batches are: `seal`, ``durable``): the register is marked
+with a settle sequence ``s`` (it still counts on its own); each settled sum it touches is written with it added
+and ``through >= s`` (from then on the register counts only there); the register is tombstoned. Whatever
+survives a crash, a register counts in window W on its own exactly when it is unmarked or marked above W's
+``through``; the rebuild queues the marked registers again, and folding skips the windows already past them.
+
+Lifecycle: a partition's event-time clock is the latest instant its registers are bucketed at (capped at their
+processing time plus `FUTURE_SKEW`, so that a bogus future timestamp cannot close every window); a window closes
+`grace` after its end on that clock. A closed window's share and settled sum are dropped and never change again: a
+record that would change what a closed window counts is late and not counted (the caller routes it).
 """
 
 from __future__ import annotations
@@ -20,8 +28,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypedDict
 
-from streams.batch.expiry import ExpirySchedule
+from streams.batch.expiry import ACKNOWLEDGED, ExpirySchedule
 from streams.domain.billing import metrics
 from streams.domain.billing.metrics import MetricEntity, WindowKey, WindowSum
 
@@ -29,6 +38,29 @@ FUTURE_SKEW = timedelta(hours=1)
 
 Share = tuple[int, WindowKey]
 """(partition, window)"""
+
+
+class Settled(TypedDict):
+    """What the settled registers of one partition add to one open window."""
+
+    window: WindowKey
+    partition: int
+    share: WindowSum
+    through: int
+    """The highest settle sequence folded in: a register marked at or below it counts here, not on its own."""
+    clock: datetime | None
+    """The partition's clock when written (so that a recovery where only settled sums remain keeps its clock)."""
+
+
+@dataclass
+class Step:
+    """A settling register waiting for the writes of the step before to be acknowledged."""
+
+    key: str
+    member: MetricEntity
+    """The register as marked."""
+    generation: int | None = None
+    """Of the caller's writes that made the step possible (`WindowShares.seal`); None until they are sealed."""
 
 
 def _closes_at(window: WindowKey, grace: timedelta) -> datetime:
@@ -42,14 +74,31 @@ def _clock_of(member: MetricEntity) -> datetime | None:
     return min(min(starts), member["updated_at"] + FUTURE_SKEW) if starts else None
 
 
+def _copy(window: WindowSum) -> WindowSum:
+    """A sum `metrics.count` can update without changing ``window`` (it rebinds the contribution's fields)."""
+    return WindowSum(sum=metrics.Contribution(**window["sum"]), version=window["version"],
+                     updated_at=window["updated_at"])
+
+
 @dataclass
 class WindowShares:
     grace: timedelta
     sums: dict[Share, WindowSum] = field(default_factory=dict)
     clocks: dict[int, datetime] = field(default_factory=dict)
     changed: set[Share] = field(default_factory=set)
+    settled: dict[Share, Settled] = field(default_factory=dict)
+    seqs: dict[int, int] = field(default_factory=dict)
+    """Per partition, the last settle sequence used."""
+    _unwritten: set[Share] = field(default_factory=set)
+    """Settled sums changed since they were last handed out to be written."""
+    _dropped: set[Share] = field(default_factory=set)
+    """Settled sums of closed windows, to be deleted."""
+    _folding: dict[int, list[Step]] = field(default_factory=dict)
+    """Per partition, the registers marked, to fold into the settled sums once the mark is acknowledged."""
+    _dropping: dict[int, list[Step]] = field(default_factory=dict)
+    """Per partition, the registers folded, to tombstone once the settled sums are acknowledged."""
     _expiry: ExpirySchedule[datetime] = field(default_factory=ExpirySchedule)
-    """Per partition, when every window of a register is closed."""
+    """Per partition, when every window of a recovered register is closed."""
 
     def is_late(self, partition: int, old: MetricEntity | None, new: MetricEntity) -> bool:
         """Whether counting ``new`` in place of ``old`` would change what a closed window counts (a newer version
@@ -61,54 +110,144 @@ class WindowShares:
         return any(_closes_at(w, self.grace) <= clock and before.get(w) != new["windows"].get(w)
                    for w in {*before, *new["windows"]})
 
-    def revise(self, partition: int, key: str, old: MetricEntity | None, new: MetricEntity) -> None:
+    def revise(self, partition: int, old: MetricEntity | None, new: MetricEntity) -> None:
         if old is not None:
-            clock = self.clocks.get(partition)
             for window in old["windows"]:
-                if clock is None or _closes_at(window, self.grace) > clock:  # a closed window keeps its count
+                if self._is_open(partition, window):  # a closed window keeps its count
                     share = (partition, window)
                     self.sums[share] = metrics.count(self.sums.get(share), old, window, -1)
-        self._add(partition, key, new)
+        self._add(partition, new)
         self.touch(partition, new)
 
     def touch(self, partition: int, member: MetricEntity) -> None:
         """Publish the member's windows again (a repeated version, e.g. re-read after a crash)."""
         self.changed.update((partition, w) for w in member["windows"] if (partition, w) in self.sums)
 
-    def rebuild(self, members: Iterable[tuple[int, str, MetricEntity]]) -> None:
-        """Derive every share again from (partition, key, register) of the partitions this worker holds."""
-        self.sums, self.clocks = {}, {}
+    def settle(self, partition: int, key: str, member: MetricEntity) -> MetricEntity | None:
+        """The register marked as settled, to be written; None when none of its windows is open (then it can go
+        at once). The shares do not change: the register's part of each moves to the settled sums later."""
+        if not any(self._is_open(partition, w) for w in member["windows"]):
+            return None
+        marked = member.copy()
+        marked["settled"] = self.seqs[partition] = self.seqs.get(partition, 0) + 1
+        self._folding.setdefault(partition, []).append(Step(key, marked))
+        return marked
+
+    def seal(self, generation: int) -> None:
+        """The writes of the steps taken so far are tracked under ``generation``."""
+        for steps in (*self._folding.values(), *self._dropping.values()):
+            for step in steps:
+                if step.generation is None:
+                    step.generation = generation
+
+    def advance_settling(self, partition: int, durable: int) -> list[tuple[str, int]]:
+        """Take the partition's steps whose writes are acknowledged (sealed at or before ``durable``): fold the
+        acknowledged marks into the settled sums (written by `settled_writes`), and return (key, sequence) of
+        the registers whose settled sums are acknowledged, to tombstone where the register still holds that
+        mark."""
+        ready = self._ready(self._dropping, partition, durable)
+        for step in self._ready(self._folding, partition, durable):
+            seq = step.member["settled"]
+            assert seq is not None
+            for window in step.member["windows"]:
+                held = self.settled.get((partition, window))
+                if self._is_open(partition, window) and seq > (held["through"] if held else 0):
+                    self._fold(partition, window, step.member, seq)
+            self._dropping.setdefault(partition, []).append(Step(step.key, step.member))
+        return [(step.key, step.member["settled"] or 0) for step in ready]
+
+    @staticmethod
+    def _ready(queue: dict[int, list[Step]], partition: int, durable: int) -> list[Step]:
+        steps = queue.get(partition, [])
+        ready = [s for s in steps if s.generation is not None and s.generation <= durable]
+        if ready:
+            queue[partition] = [s for s in steps if s.generation is None or s.generation > durable]
+        return ready
+
+    def settled_writes(self, partition: int) -> tuple[list[Settled], list[Share]]:
+        """The partition's settled sums to write (with its clock now) and those of closed windows to delete."""
+        writes = [self.settled[s] for s in sorted(self._unwritten) if s[0] == partition]
+        for settled in writes:
+            settled["clock"] = self.clocks.get(partition)
+        self._unwritten.difference_update((partition, s["window"]) for s in writes)
+        dropped = sorted(s for s in self._dropped if s[0] == partition)
+        self._dropped.difference_update(dropped)
+        return writes, dropped
+
+    def rebuild(self, members: Iterable[tuple[int, str, MetricEntity]], settled: Iterable[Settled]) -> None:
+        """Derive every share again from the registers (partition, key, register) and the settled sums of the
+        partitions this worker holds."""
+        self.sums, self.clocks, self.changed, self.settled, self.seqs = {}, {}, set(), {}, {}
+        self._unwritten, self._dropped, self._folding, self._dropping = set(), set(), {}, {}
         self._expiry.clear()
-        held = list(members)
+        held, stored = list(members), list(settled)
+        for item in stored:
+            clock = item["clock"]
+            if clock is not None and (item["partition"] not in self.clocks or clock > self.clocks[item["partition"]]):
+                self.clocks[item["partition"]] = clock
         for partition, _, member in held:
             self.advance(partition, member)
+        through: dict[Share, int] = {}
+        for item in stored:
+            share = (item["partition"], item["window"])
+            self.seqs[share[0]] = max(self.seqs.get(share[0], 0), item["through"])
+            if not self._is_open(*share):
+                self._dropped.add(share)
+                continue
+            through[share] = item["through"]
+            self.settled[share] = item
+            self.sums[share] = _copy(item["share"])
         for partition, key, member in held:
-            self._add(partition, key, member)
+            mark = member["settled"]
+            if mark is None:
+                self._add(partition, member)
+                self._expiry.add(partition, self._expires_at(member), key)
+                continue
+            self.seqs[partition] = max(self.seqs.get(partition, 0), mark)
+            self._folding.setdefault(partition, []).append(Step(key, member, generation=ACKNOWLEDGED))
+            for window in member["windows"]:
+                if self._is_open(partition, window) and mark > through.get((partition, window), 0):
+                    self.sums[(partition, window)] = metrics.count(self.sums.get((partition, window)), member, window)
 
     def expired(self, partition: int, current: Callable[[str], MetricEntity | None]) -> list[str]:
-        """Close the partition's windows past its clock; the keys of the registers to evict. ``current`` gives
-        a key's register now (None: gone), so that stale heap entries are skipped."""
+        """Close the partition's windows past its clock; the keys of the recovered registers to evict (every
+        window closed: an entity state evicted without its register being settled, in a crash). ``current``
+        gives a key's register now (None: gone), so that stale heap entries are skipped."""
         clock = self.clocks.get(partition)
         if clock is None:
             return []
         for share in [s for s in self.sums if s[0] == partition and _closes_at(s[1], self.grace) <= clock]:
             del self.sums[share]
             self.changed.discard(share)
+            if self.settled.pop(share, None) is not None:
+                self._unwritten.discard(share)
+                self._dropped.add(share)
         return [key for key in self._expiry.due(partition, clock)
-                if (member := current(key)) is not None and self._expires_at(member) <= clock]
+                if (member := current(key)) is not None and member["settled"] is None
+                and self._expires_at(member) <= clock]
 
     def drain(self) -> list[tuple[int, WindowKey, WindowSum]]:
         out = [(p, w, self.sums[(p, w)]) for p, w in sorted(self.changed)]
         self.changed.clear()
         return out
 
-    def _add(self, partition: int, key: str, member: MetricEntity) -> None:
+    def _add(self, partition: int, member: MetricEntity) -> None:
         self.advance(partition, member)
-        clock = self.clocks.get(partition)
         for window in member["windows"]:
-            if clock is None or _closes_at(window, self.grace) > clock:
+            if self._is_open(partition, window):
                 self.sums[(partition, window)] = metrics.count(self.sums.get((partition, window)), member, window)
-        self._expiry.add(partition, self._expires_at(member), key)
+
+    def _fold(self, partition: int, window: WindowKey, member: MetricEntity, seq: int) -> None:
+        share = (partition, window)
+        held = self.settled.get(share)
+        total = metrics.count(_copy(held["share"]) if held else None, member, window)
+        self.settled[share] = Settled(window=window, partition=partition, share=total,
+                                      through=max(seq, held["through"] if held else 0), clock=None)
+        self._unwritten.add(share)
+
+    def _is_open(self, partition: int, window: WindowKey) -> bool:
+        clock = self.clocks.get(partition)
+        return clock is None or _closes_at(window, self.grace) > clock
 
     def advance(self, partition: int, member: MetricEntity) -> None:
         """Move the partition's clock to the member's time (before `is_late` and `revise`: a window the record

@@ -35,7 +35,7 @@ from schemas.codec import codec_from_settings
 from streams.batch import metric_state, state_codec
 from streams.batch.entities import Entities, table_names
 from streams.batch.events import Batch, Event, Late, Output, Tick
-from streams.batch.lifetimes import LATE_REASON, LateEvent
+from streams.batch.lifetimes import LateEvent
 from streams.batch.staging import Staged
 from streams.batch.tenants import TABLES as TENANT_TABLES
 from streams.batch.tenants import Tenants, share_message
@@ -46,7 +46,6 @@ from streams.settings import Settings
 log = logging.getLogger("callpipe.streams")
 
 TABLES = (*table_names(), *TENANT_TABLES)
-LATE_RECORD = f"{LATE_REASON}: the record would change a closed metric window"
 ENTITY_TOPICS = tuple(t for t in topics.INPUT_TOPICS if t is not topics.BALANCE_ALERTS)
 
 
@@ -170,11 +169,11 @@ def create_app(settings: Settings) -> faust.App:
 
     async def late_record(late: Late) -> None:
         telemetry.late.labels(late.entity).inc()
-        log.warning("late record not counted in the metrics: %s version %s would change a closed window's count",
-                    late.key, late.record.get("version"))
+        log.warning("late record not counted in the metrics: %s version %s: %s", late.key,
+                    late.record.get("version"), late.reason)
         record = {
             "kind": late.entity, "tenant": late.record["tenant"], "received_at": datetime.now(UTC),
-            "stage": "streams", "reason": LATE_RECORD, "error_type": "LateRecord", "headers": {},
+            "stage": "streams", "reason": late.reason, "error_type": "LateRecord", "headers": {},
             "body": state_codec.encode(late.record), "source_topic": topics.WINDOW_SHARES, "source_partition": None,
             "source_offset": None,
         }
@@ -189,15 +188,19 @@ def create_app(settings: Settings) -> faust.App:
             items = [Tick(e.message.partition, datetime.fromisoformat(bytes(e.value).decode()))
                      if e.message.topic == topics.TICKS else event(e) for e in events]
             with telemetry.batch_seconds.labels("entities").time():
-                await finish(entity_agent.staged(), entity_agent.process(items, datetime.now(UTC)), events)
+                batch = entity_agent.process(items, datetime.now(UTC), app.deliveries.delivered_through())
+                await finish(entity_agent.staged(), batch, events)
+                entity_agent.seal(app.deliveries.seal())
             telemetry.batch_events.labels("entities").observe(len(events))
 
     @app.agent(tenant_source)
     async def tenants(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_max_events, settings.batch_window_s):
             with telemetry.batch_seconds.labels("tenants").time():
-                batch = tenant_agent.process([event(e) for e in events], datetime.now(UTC))
+                batch = tenant_agent.process([event(e) for e in events], datetime.now(UTC),
+                                             app.deliveries.delivered_through())
                 await finish(tenant_agent.staged(), batch, events)
+                tenant_agent.seal(app.deliveries.seal())
             telemetry.batch_events.labels("tenants").observe(len(events))
 
     @app.timer(interval=settings.tick_interval_s, on_leader=True)

@@ -10,7 +10,9 @@ moves upstream.
    exceeds; and a changelog write that fails is only logged. Either way the offset can be committed past a state
    change that never reached its changelog. `DeliveryBuffer` keeps each message it is given, and each output
    record the agents register with `track`, until Kafka acknowledged it; its `flush` waits for all of them and
-   raises once any write failed, so the commit does not happen.
+   raises once any write failed, so the commit does not happen. It also numbers the writes in generations (one
+   per batch, `seal`), so that an agent knows which of its earlier batches are acknowledged
+   (`delivered_through`) before it writes what must only follow them (docs/DESIGN.md, "Guarantees").
 2. Nothing fetched around a rebalance is dropped. Replaces `mode.utils.queues.FlowControlEvent.resume` (through
    `faust.App.flow_control`): when recovery ends, Faust resumes the stream partitions and seeks them to their
    committed offsets, and only then resumes flow control, whose `resume()` empties the stream queues: whatever
@@ -67,6 +69,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import aiokafka
@@ -88,22 +91,42 @@ class DeliveryFailed(RuntimeError):
 
 
 class DeliveryBuffer(ProducerBuffer):
+    """Also numbers the writes in generations (`seal`), so that an agent can tell which of its earlier writes
+    are acknowledged (`delivered_through`) before it writes what must only follow them."""
+
     def __post_init__(self) -> None:
         super().__post_init__()
         self.undelivered: set[asyncio.Future[Any]] = set()
         self.failure: BaseException | None = None
+        self.generation = 0
+        self._open: dict[int, int] = {}
+        """generation -> its writes not acknowledged yet"""
 
     def track(self, delivery: Awaitable[Any]) -> None:
         """Count `delivery` (what a send returned) among the writes the next commit waits for."""
         future = asyncio.ensure_future(delivery)  # already a future for a Faust send: returned as it is
         self.undelivered.add(future)
-        future.add_done_callback(self._delivered)
+        self._open[self.generation] = self._open.get(self.generation, 0) + 1
+        future.add_done_callback(partial(self._delivered, self.generation))
 
-    def _delivered(self, future: asyncio.Future[Any]) -> None:
+    def _delivered(self, generation: int, future: asyncio.Future[Any]) -> None:
         self.undelivered.discard(future)
         error = None if future.cancelled() else future.exception()
         if error is not None and self.failure is None:
             self.failure = error
+        if error is None:  # a failed write keeps its generation open: nothing that must follow it is written
+            self._open[generation] -= 1
+            if not self._open[generation]:
+                del self._open[generation]
+
+    def seal(self) -> int:
+        """End the current generation: the writes tracked so far belong to it or an earlier one. Returns it."""
+        self.generation += 1
+        return self.generation - 1
+
+    def delivered_through(self) -> int:
+        """The latest generation whose writes, and every earlier generation's, are acknowledged (-1: none)."""
+        return (min(self._open) if self._open else self.generation) - 1
 
     def put(self, fut: Any) -> None:
         self.track(fut)

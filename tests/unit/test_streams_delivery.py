@@ -102,3 +102,32 @@ def test_flush_waits_for_tracked_output_records() -> None:
 
     output, waiting = asyncio.run(run())
     assert waiting and output.done()
+
+
+def test_generations_are_delivered_in_order() -> None:
+    """A generation counts as delivered only once its writes and every earlier generation's are acknowledged."""
+
+    async def run() -> list[int]:
+        loop = asyncio.get_running_loop()
+        buffer = DeliveryBuffer()
+        first, second = loop.create_future(), loop.create_future()
+        seen = [buffer.delivered_through()]
+        buffer.track(first)
+        assert buffer.seal() == 0
+        buffer.track(second)
+        assert buffer.seal() == 1
+        second.set_result(None)
+        await asyncio.sleep(0)
+        seen.append(buffer.delivered_through())  # the first generation still waits
+        first.set_result(None)
+        await asyncio.sleep(0)
+        seen.append(buffer.delivered_through())
+        failed = loop.create_future()
+        buffer.track(failed)
+        buffer.seal()
+        failed.set_exception(RuntimeError("lost"))
+        await asyncio.sleep(0)
+        seen.append(buffer.delivered_through())  # a failed write never counts as delivered
+        return seen
+
+    assert asyncio.run(run()) == [-1, -1, 1, 1]

@@ -76,6 +76,9 @@ class MetricEntity(TypedDict):
     updated_at: datetime
     partition: int
     """The partition whose share of each window counts the entity (that of the entity's events)."""
+    settled: int | None
+    """None while the register counts on its own; once its entity's state is evicted, the settle sequence with
+    which its share of the open windows moved into its partition's settled sums (streams/batch/window_shares.py)."""
 
 
 class WindowSum(TypedDict):
@@ -236,7 +239,8 @@ def revise(previous: MetricEntity | None, record: Record, entity: str, partition
         return None
     windows: dict[WindowKey, Contribution | None] = dict.fromkeys(previous["windows"]) if previous else {}
     windows.update(contributions(record, entity))
-    return MetricEntity(version=record["version"], windows=windows, updated_at=now, partition=partition)
+    return MetricEntity(version=record["version"], windows=windows, updated_at=now, partition=partition,
+                        settled=None)
 
 
 def count(window: WindowSum | None, member: MetricEntity, key: WindowKey, sign: int = 1) -> WindowSum:
@@ -300,10 +304,3 @@ def window_record(key: WindowKey, window: WindowSum) -> Record:
         "updated_at": window["updated_at"],
     }
 
-
-def entity_key(record: Record, entity: str) -> str:
-    return f"{entity}:{record['tenant']}:{_entity_id(record, entity)}"
-
-
-def _entity_id(record: Record, entity: str) -> Any:
-    return record["sms_id"] if entity == ENTITY_SMS else record["call_id"]
