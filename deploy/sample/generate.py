@@ -31,7 +31,10 @@ WINDOW = 3000  # seconds in which entities start
 Builder = Callable[[Sample, int, int], None]
 
 
-def _entities(rng: random.Random) -> list[tuple[int, Builder]]:
+CONFERENCE_ID = 42874
+
+
+def _entities(rng: random.Random, conference_id: int) -> list[tuple[int, Builder]]:
     entities: list[tuple[int, Builder]] = []
 
     def add(builder: Builder, start: int | None = None) -> None:
@@ -87,7 +90,7 @@ def _entities(rng: random.Random) -> list[tuple[int, Builder]]:
     ):
         add(partial(broadcast.sms, delivered=delivered, replies=replies, old_dst_reply=old_dst))
     for number, created in enumerate((600, 2400)):
-        conference = pbx.Conference(42874 + number * 5, created, CLIENTS[number][0], record=number == 0)
+        conference = pbx.Conference(conference_id + number * 5, created, CLIENTS[number][0], record=number == 0)
         for joined in (5, 9, 31):
             add(
                 partial(pbx.conference_participant, conference=conference, stay=rng.randint(60, 600)),
@@ -102,7 +105,10 @@ def build(seed: int = SEED, first_id: int = FIRST_ID, counter_offset: int = 0) -
     sample = Sample(rng)
     sample.counters = {name: value + counter_offset for name, value in sample.counters.items()}
     call_id = first_id
-    for start, builder in sorted(_entities(rng), key=lambda entry: entry[0]):
+    # Conference ids have no counter of their own: each copy needs its own, or one conference would gather the
+    # participants of every copy (the soak's first 1 MB state).
+    conferences = CONFERENCE_ID + counter_offset * 10
+    for start, builder in sorted(_entities(rng, conferences), key=lambda entry: entry[0]):
         call_id += rng.randint(1, 40)  # other customers' traffic uses the same id sequence
         builder(sample, call_id, start)
     for t, balance in ((1800, "148.3725"), (3300, "56.8616")):

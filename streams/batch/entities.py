@@ -152,14 +152,22 @@ class Entities:
                     self._entity_event(batch, item.partition, record, now)
             except (ValueError, KeyError, TypeError) as exc:  # a bad event must not stall its partition
                 batch.failures.append((item, exc))
-        batch.shares = self.shares.drain()
+        self.clock.current = None  # what eviction writes is not an event: it does not age a state
         for partition in sorted(partitions):
-            self._evict(batch, partition, durable)
+            self._evict(batch, partition, durable, now)
+        batch.shares = self.shares.drain()
         return batch
 
-    def _evict(self, batch: Batch, partition: int, durable: int) -> None:
+    def _evict(self, batch: Batch, partition: int, durable: int, now: datetime) -> None:
         """The partition's expired states, closed windows and settled registers (docs/DESIGN.md, "State
         lifecycle")."""
+
+        def publish_first(key: str, state: correlate.CallState) -> bool:
+            """A call with events not yet published (a backfill can outrun the ticks) is published first, as if
+            it had gone quiet, and so is one whose record a recovery cannot vouch for."""
+            last = state["last_received_at"]
+            return last is not None and self._publish_listed(batch, partition, key, state, last + self.timeout, now)
+
         for key, seq in self.shares.advance_settling(partition, durable):
             register = self.registers.get(key)
             if register is not None and register["settled"] == seq:
@@ -170,25 +178,27 @@ class Entities:
             batch.evicted["metric_entities"] += 1
         for name, table in (("calls", self.calls), *self.tables.items()):
             entity = self.rated.get(name)
-            for key in table.expired(partition):
+            for key in table.expired(partition, publish_first if table is self.calls else None):
                 batch.evicted[name] += 1
                 if table is self.calls:
                     self._track_pending(partition, key, False)
                 if entity is not None:
-                    self._settle_register(partition, register_key(entity, key))
+                    self._settle_register(batch, partition, register_key(entity, key))
         writes, dropped = self.shares.settled_writes(partition)
         for settled in writes:
             self.settled.put(partition, metric_state.settled_key(partition, settled["window"]), settled)
-        for partition_, window in dropped:
-            self.settled.delete(partition_, metric_state.settled_key(partition_, window))
+        for _, window in dropped:
+            self.settled.delete(partition, metric_state.settled_key(partition, window))
 
-    def _settle_register(self, partition: int, key: str) -> None:
+    def _settle_register(self, batch: Batch, partition: int, key: str) -> None:
+        """Its entity's state is evicted (so its last write, the register's too, is acknowledged)."""
         register: MetricEntity | None = self.registers.get(key)
         if register is None or register["settled"] is not None:
             return
         marked = self.shares.settle(partition, key, register)
         if marked is None:
             self.registers.delete(partition, key)
+            batch.evicted["metric_entities"] += 1
         else:
             self.registers.put(partition, key, marked)
 
@@ -254,6 +264,7 @@ class Entities:
             # A duplicate, e.g. re-read after a crash. The state may have reached the changelog while the record
             # did not reach its topic, or `open_calls` did not (writes, no transaction): publish the record
             # again (the sink keeps one), and make sure a call still waiting is on its partition's list.
+            self.calls.changed(key)  # what is published again must be acknowledged before an eviction
             if before["emitted_count"] == len(before["event_ids"]):
                 self._publish_call(batch, partition, correlate.build_record(before), now)
             else:
@@ -269,16 +280,24 @@ class Entities:
         partition = tick.partition
         for key in self.open_calls.get(f"p{partition}") or []:
             state = self.calls.get(key)
-            if state is None:
-                continue
-            if state["emitted_count"] != len(state["event_ids"]):
-                self._settle(batch, partition, key, state, tick.now, now)
-            elif key in self._unverified or not self.calls.is_acknowledged(key):
-                self._unverified.discard(key)
-                self._publish_call(batch, partition, correlate.build_record(state), now)
-                self.calls.changed(key)
-            else:
+            if state is not None and not self._publish_listed(batch, partition, key, state, tick.now, now):
                 self._track_pending(partition, key, False)
+
+    def _publish_listed(self, batch: Batch, partition: int, key: str, state: correlate.CallState, at: datetime,
+                        now: datetime) -> bool:
+        """A call on `open_calls`: publish it if it has events not yet published and is quiet at ``at``, or
+        again if what was published is not acknowledged or a recovery cannot vouch for it. False when it has
+        nothing left to publish (it can leave the list)."""
+        if state["emitted_count"] != len(state["event_ids"]):
+            self._unverified.discard(key)  # what it published before, if anything, is superseded
+            self._settle(batch, partition, key, state, at, now)
+            return True
+        if key in self._unverified or not self.calls.is_acknowledged(key):
+            self._unverified.discard(key)
+            self._publish_call(batch, partition, correlate.build_record(state), now)
+            self.calls.changed(key)
+            return True
+        return False
 
     def _entity_event(self, batch: Batch, partition: int, record: Record, now: datetime) -> None:
         fold = self.folds[record["kind"]]
@@ -291,6 +310,8 @@ class Entities:
         state = state_of(result)
         if state is not before:  # a duplicate leaves the state as it was; its record is published again below
             table.put(partition, key, state)
+        else:
+            table.changed(key)
         output = Output(fold.out, str(entity_id), fold.to_record(result))
         entity = FEEDS.get(fold.out.name)
         if entity is not None:

@@ -4,9 +4,9 @@ moves, so an entry popped from the heap may be stale, and the caller checks the 
 evicting it. Entries are bounded by the changes within one retention, since every entry leaves when its
 deadline passes. Derived data: rebuilt from the tables after every recovery.
 
-A key is not evicted while its latest write is unacknowledged (`changed`, then `seal` with the generation its
-writes were tracked under, `acknowledged` once they are): otherwise a crash could keep the tombstone and lose
-that write, and with it the record the write was made for (the replay finds no state to publish it again)."""
+A key is not evicted while what was last written or published for it is unacknowledged (`changed`, then
+`seal` with the generation its writes were tracked under, `acknowledged` once they are): otherwise a crash could
+keep the tombstone and lose that write or record (the replay finds no state to publish it from again)."""
 
 from __future__ import annotations
 

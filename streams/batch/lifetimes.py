@@ -97,7 +97,7 @@ class Aging(Staged):
             self._expiry.add(partition, at + self.clock.retention_ms, key)
 
     def changed(self, key: str) -> None:
-        """The key's state is unchanged, but what was written for it is: evict it only once that is acknowledged."""
+        """The key's state is unchanged but its record was published again: evict it only once that is acknowledged."""
         self._expiry.changed(key)
 
     def is_acknowledged(self, key: str) -> bool:
@@ -109,17 +109,22 @@ class Aging(Staged):
     def acknowledged(self, durable: int) -> None:
         self._expiry.acknowledged(durable)
 
-    def expired(self, partition: int) -> Iterator[str]:
+    def expired(self, partition: int, hold: Callable[[str, Any], bool] | None = None) -> Iterator[str]:
         """Delete the partition's keys past the retention whose latest write is acknowledged (streams/batch/
-        expiry.py); yields each deleted key."""
+        expiry.py); yields each deleted key. ``hold(key, state)`` may keep a key one more time, having written
+        what must go out before its state goes (it is evicted once that is acknowledged)."""
         clock = self.clock.partitions.get(partition)
         if clock is None:
             return
         for key in self._expiry.due(partition, clock):
             held: Held | None = super().get(key)
-            if held is not None and held["at"] is not None and held["at"] + self.clock.retention_ms <= clock:
-                self.delete(partition, key)
-                yield key
+            if held is None or held["at"] is None or held["at"] + self.clock.retention_ms > clock:
+                continue
+            if hold is not None and hold(key, held["state"]):
+                self._expiry.add(partition, held["at"] + self.clock.retention_ms, key)
+                continue
+            self.delete(partition, key)
+            yield key
 
     def recover(self, partitions: Container[int]) -> None:
         """After a changelog recovery: the eviction schedule and the clocks from what the store holds."""

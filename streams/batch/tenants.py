@@ -146,7 +146,7 @@ class Tenants:
         if current is None or share["version"] > current["version"]:
             shares = {**(state["shares"] if state else {}), source: share}
             self.windows.put(partition, key, WindowState(shares=shares, partition=partition))
-            self._expiry.changed(key)
+        self._expiry.changed(key)  # published again: evicted only once that is acknowledged
         return {key}
 
     def seal(self, generation: int) -> None:

@@ -197,7 +197,8 @@ class WindowShares:
             through[share] = item["through"]
             self.settled[share] = item
             self.sums[share] = _copy(item["share"])
-        for partition, key, member in held:
+        # Marked registers are queued in mark order: a settled sum's `through` must never pass one not folded.
+        for partition, key, member in sorted(held, key=lambda item: item[2]["settled"] or 0):
             mark = member["settled"]
             if mark is None:
                 self._add(partition, member)

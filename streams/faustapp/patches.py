@@ -62,6 +62,12 @@ moves upstream.
    answers a fetch as soon as any record arrives, one fetch per few events at a live rate. The worker's settings
    (`STREAMS_FETCH_MIN_BYTES`, `STREAMS_FETCH_MAX_WAIT_MS`) are set on the consumer before it starts
    (`AIOKafkaConsumer._fetch_min_bytes`, `_fetch_max_wait_ms`, which its fetcher reads at start).
+11. A revoked partition's database is dropped. Extends `faust.stores.rocksdb.Store.revoke_partitions`, which
+   only forgets the database: when the partition came back, Faust reopened it and read the changelog from the
+   offset it held, so every key deleted meanwhile whose tombstone compaction had already dropped
+   (`delete.retention.ms`) came back to life (the soak's settled metric registers, counted again). The database
+   is closed and deleted, so a partition that returns is restored from its compacted changelog, which holds no
+   deleted key. A worker that restarts keeps its databases (no partition is revoked by a stop).
 """
 
 from __future__ import annotations
@@ -210,6 +216,19 @@ class CountedRocksStore(RocksStore):
         options.memory = memory
         self.rocksdb_options = options
         self._keys: dict[int, int] = {}
+
+    def revoke_partitions(self, table: Any, tps: set[TP]) -> None:
+        """Drop the revoked partitions' databases (11. above)."""
+        revoked = {tp.partition: self._dbs.get(tp.partition) for tp in tps
+                   if tp.topic in table.changelog_topic.topics}
+        super().revoke_partitions(table, tps)
+        for partition, db in revoked.items():
+            if db is not None:
+                db.close()
+            rocksdict.Rdict.destroy(str(self.partition_path(partition)))
+            self._keys.pop(partition, None)
+            for key in [k for k, p in self._key_index.items() if p == partition]:
+                del self._key_index[key]
 
     def _open_for_partition(self, partition: int) -> rocksdict.Rdict:
         db = super()._open_for_partition(partition)

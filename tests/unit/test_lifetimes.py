@@ -4,12 +4,13 @@ evicted with a tombstone; an event older than that for an entity without state i
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 from schemas import topics
 from streams.batch.entities import Entities
-from streams.batch.events import Event
+from streams.batch.events import Event, Tick
 from streams.batch.lifetimes import LATE_REASON, LateEvent
 from streams.batch.staging import Staged
 from streams.domain.billing.rating import DEFAULT_PLAN
@@ -41,7 +42,7 @@ def agent(stores: Stores) -> Entities:
     return Entities.over(stores.staged, AVRO.decode, DEFAULT_PLAN, timedelta(seconds=120), RETENTION, RETENTION)
 
 
-def run(entities: Entities, items: list[Event]) -> Any:
+def run(entities: Entities, items: Sequence[Event | Tick]) -> Any:
     batch = entities.process(items, RECEIVED)
     for table in entities.staged():
         table.flush()
@@ -75,7 +76,12 @@ def test_states_past_the_retention_are_evicted_and_late_events_refused() -> None
     fresh = [later(SMS, timedelta(days=3), 2 + p) for p in range(PARTITIONS)]
     fresh = [Event(e.topic, p, e.offset, e.value) for p, e in enumerate(fresh)]
     batch = run(entities, fresh)
-    assert batch.evicted["calls"] == held["calls"] and stores.tombstones["calls"] == held["calls"]
+    # Calls still waiting for their end webhook (no tick came) are published first and go at the next batch.
+    waiting = {o.key for o in batch.outputs.values() if o.topic is topics.OUT_CALLS}
+    assert waiting and batch.evicted["calls"] == held["calls"] - len(waiting)
+    assert all(o.record["provisional"] for o in batch.outputs.values() if o.topic is topics.OUT_CALLS)
+    after = run(entities, [Tick(p, RECEIVED + timedelta(days=3)) for p in range(PARTITIONS)])
+    assert after.evicted["calls"] == len(waiting) and stores.tombstones["calls"] == held["calls"]
     assert stores.data["calls"] == {}
     assert len(stores.data["sms"]) == PARTITIONS  # only the three new SMS: the one an hour later is past it too
     assert all(not entities.open_calls.get(f"p{p}") for p in range(PARTITIONS))
@@ -94,5 +100,7 @@ def test_a_recovered_agent_evicts_what_the_store_holds() -> None:
     restarted = agent(stores)
     restarted.recover(range(PARTITIONS))
     fresh = [Event(SMS.topic, p, 0, later(SMS, timedelta(days=3), 100 + p).value) for p in range(PARTITIONS)]
-    assert run(restarted, fresh).evicted["calls"] == calls
+    evicted = run(restarted, fresh).evicted["calls"]
+    ticks = [Tick(p, RECEIVED + timedelta(days=3)) for p in range(PARTITIONS)]
+    assert evicted < calls and evicted + run(restarted, ticks).evicted["calls"] == calls
     assert stores.data["calls"] == {}

@@ -321,12 +321,13 @@ class SettlingStore:
         self.shares.rebuild([(0, k, r) for k, r in registers.items()], list(self.settled.values()))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), flows=call_sets())
 def test_settling_at_any_point_leaves_the_aggregate_of_the_counted_records(data: st.DataObject,
                                                                           flows: list[CallFlow]) -> None:
     """Versions, duplicates, settles (an entity's state evicted), batch ends and rebuilds in any order: the shares
-    are the aggregate of the last version each entity had counted when it settled."""
+    are the aggregate of the last version each entity had counted when it settled. (It found the rebuild folding
+    marked registers out of mark order, which lost one.)"""
     feed: list[tuple[str, Any]] = []
     for flow in flows:
         versions = versions_of(flow)
@@ -335,13 +336,17 @@ def test_settling_at_any_point_leaves_the_aggregate_of_the_counted_records(data:
     feed += [(op, None) for op in data.draw(st.lists(st.sampled_from(["settle", "end", "rebuild"]), max_size=12))]
     store = SettlingStore()
     counted: dict[str, dict[str, Any]] = {}
+    evicted: set[str] = set()
     for op, record in data.draw(st.permutations(feed)):
         if op == "record":
             key = entity_key(record, ENTITY_CALL)
-            if store.count(key, record) is not None:
+            # After its state's eviction, an entity's events are older than the retention and refused (an entity
+            # whose events span more than the retention is two: docs/DESIGN.md, "State lifecycle").
+            if key not in evicted and store.count(key, record) is not None:
                 counted[key] = record
         elif op == "settle":
-            store.settle(data.draw(st.sampled_from(keys)))
+            evicted.add(key := data.draw(st.sampled_from(keys)))
+            store.settle(key)
         elif op == "end":
             store.end_batch()
         else:

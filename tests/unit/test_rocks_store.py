@@ -77,6 +77,18 @@ def test_only_the_active_partitions_are_counted(store: patches.CountedRocksStore
     assert store.entries() == 1
 
 
+def test_a_revoked_partition_comes_back_from_its_changelog_only(store: patches.CountedRocksStore) -> None:
+    """A key deleted while the partition was away (its tombstone compacted) must not come back (patches, 11.)."""
+    store.write(0, "a", b"1")
+    store.write(1, "b", b"1")
+    topic = store.table.changelog_topic_name  # type: ignore[attr-defined]
+    store.revoke_partitions(store.table, {TP(topic, 0)})
+    assert not store.partition_path(0).exists() and store.partition_path(1).exists()
+    _changelog(store, [(0, "c", b"1")])  # the recovery when it returns: only what the changelog holds
+    assert store.get("a") is None and store["c"] == b"1" and store["b"] == b"1"
+    assert store.entries() == 2 == _scan(store)
+
+
 operations = st.lists(st.tuples(st.sampled_from(["put", "delete", "recover-put", "recover-delete"]),
                                 st.integers(0, 2), st.sampled_from("abcdef")), max_size=40)
 
