@@ -67,10 +67,13 @@ def _closes_at(window: WindowKey, grace: timedelta) -> datetime:
     return metrics.window_end(window) + grace
 
 
+FINEST = min(metrics.WINDOW_SIZES, key=metrics.WINDOW_SIZES.__getitem__)
+
+
 def _clock_of(member: MetricEntity) -> datetime | None:
-    """The instant the entity is bucketed at (its earliest window; a call's later windows only hold its interval),
-    capped."""
-    starts = [metrics.window_start(w) for w, part in member["windows"].items() if part is not None]
+    """The instant the entity is bucketed at (its earliest window of the finest size: a coarser window starts
+    before it, a call's later windows only hold its interval), capped."""
+    starts = [metrics.window_start(w) for w, part in member["windows"].items() if part is not None and w[1] == FINEST]
     return min(min(starts), member["updated_at"] + FUTURE_SKEW) if starts else None
 
 

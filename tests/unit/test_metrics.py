@@ -358,3 +358,25 @@ def test_settling_at_any_point_leaves_the_aggregate_of_the_counted_records(data:
         by_window.setdefault(window, []).append(share)
     windows = {w: window_record(w, combine(parts)) for w, parts in by_window.items()}
     assert content(windows) == oracle.window_records(oracle.aggregate((r, ENTITY_CALL) for r in counted.values()))
+
+
+def test_minute_windows_close_within_the_hour() -> None:
+    """A partition's clock is the minute its latest entity is bucketed at, not the start of its hour: a 1 m window
+    closes its grace after its end (it closed only when the hour changed, soak run 4)."""
+    hour = epoch_ms(NOW)
+
+    def member(minute: int) -> MetricEntity:
+        part = empty_contribution()
+        part["calls"] = 1
+        windows: dict[WindowKey, Contribution | None] = {
+            (TENANT, "1h", hour, "tenant", TENANT): part,
+            (TENANT, "1m", hour + minute * 60_000, "tenant", TENANT): part,
+        }
+        return MetricEntity(version=1, windows=windows, updated_at=NOW, partition=0, settled=None)
+
+    shares = WindowShares(timedelta(minutes=5))
+    shares.revise(0, None, member(0))
+    shares.revise(0, None, member(10))
+    assert shares.clocks[0] == NOW + timedelta(minutes=10)
+    shares.expired(0, lambda key: None)
+    assert sorted((w[1], w[2]) for _, w in shares.sums) == [("1h", hour), ("1m", hour + 600_000)]
