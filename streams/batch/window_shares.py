@@ -242,11 +242,11 @@ class WindowShares:
                 self.sums[(partition, window)] = metrics.count(self.sums.get((partition, window)), member, window)
 
     def _fold(self, partition: int, window: WindowKey, member: MetricEntity, seq: int) -> None:
+        """Add a register marked ``seq`` (above the sum's `through`: registers fold in mark order)."""
         share = (partition, window)
         held = self.settled.get(share)
-        total = metrics.count(_copy(held["share"]) if held else None, member, window)
-        self.settled[share] = Settled(window=window, partition=partition, share=total,
-                                      through=max(seq, held["through"] if held else 0), clock=None)
+        total = metrics.count(held["share"] if held else None, member, window)
+        self.settled[share] = Settled(window=window, partition=partition, share=total, through=seq, clock=None)
         self._unwritten.add(share)
 
     def _is_open(self, partition: int, window: WindowKey) -> bool:
