@@ -136,9 +136,13 @@ class Soak:
             except OSError:
                 row[f"rss_{name}"] = None
         tables: dict[str, int] = {}
-        for port in self.metrics_ports.values():
-            for table, entries in table_entries(scrape(port)).items():
+        for name, port in self.metrics_ports.items():
+            metrics = scrape(port)
+            for table, entries in table_entries(metrics).items():
                 tables[table] = tables.get(table, 0) + entries
+            row[f"rocksdb_kib_{name}"] = int(metrics.get(
+                'callpipe_streams_rocksdb_memory_bytes{what="block_cache"}', 0)) // 1024
+            row[f"python_blocks_{name}"] = int(metrics.get("callpipe_streams_python_allocated_blocks", 0))
         row["state_entries"] = sum(tables.values())
         row.update({f"entries_{table}": entries for table, entries in tables.items()})
         self.samples.append(row)

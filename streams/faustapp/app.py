@@ -121,7 +121,7 @@ def create_app(settings: Settings) -> faust.App:
     out_topics = {t.name: raw_topic(app, t.name) for t in (*topics.OUTPUT_TOPICS, topics.DEADLETTER)}
 
     telemetry = StreamsTelemetry({name: partial(table_entries, table) for name, table in tables.items()},
-                                 partial(commit_lag, app))
+                                 partial(commit_lag, app), app.rocks_memory.usage)
 
     async def publish(output: Output) -> None:
         value = avro.encode(output.topic.name, output.topic.schema, output.record)

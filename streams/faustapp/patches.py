@@ -180,6 +180,7 @@ class RocksMemory:
         self.cache = rocksdict.Cache(budget)
         self.write_buffers = rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(
             budget // 2, False, self.cache)
+        self.usage = {"block_cache": self.cache.get_usage, "memtables": self.write_buffers.get_usage}
 
     def options(self, faust_options: RocksDBOptions) -> rocksdict.Options:
         options = rocksdict.Options(raw_mode=True)

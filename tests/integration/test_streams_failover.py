@@ -399,6 +399,7 @@ def test_metric_windows_equal_sql_over_the_views_after_a_worker_is_killed_and_re
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{cluster.metrics_port}/metrics", timeout=10).read().decode()
     assert 'callpipe_streams_state_entries{table="metric_entities"}' in metrics
     assert "callpipe_streams_commit_lag{" in metrics
+    assert 'callpipe_streams_rocksdb_memory_bytes{what="memtables"}' in metrics
     assert any(line.startswith('callpipe_streams_records_out_total{topic="callpipe.out.metrics.v1"}')
                for line in metrics.splitlines())
     log_lines = cluster.services.log("streams").read_text().splitlines()
