@@ -11,7 +11,7 @@ keep the tombstone and lose that write or record (the replay finds no state to p
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from datetime import datetime
 from typing import Generic, TypeVar
 
@@ -22,12 +22,41 @@ once (tests)."""
 Instant = TypeVar("Instant", int, datetime)
 """Epoch ms (entity states) or a UTC datetime (metric windows and registers)."""
 
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Pending(Generic[K, V]):
+    """What waits for writes to be acknowledged, in the order it came: `put` when the writes are made, `seal`
+    with the generation they were tracked under, `take` once that generation is acknowledged. Putting a key
+    again waits for the new writes."""
+
+    def __init__(self) -> None:
+        self._items: dict[K, tuple[V, int | None]] = {}
+
+    def put(self, key: K, value: V, generation: int | None = None) -> None:
+        self._items.pop(key, None)
+        self._items[key] = (value, generation)
+
+    def __contains__(self, key: K) -> bool:
+        return key in self._items
+
+    def seal(self, generation: int) -> None:
+        for key, (value, sealed) in self._items.items():
+            if sealed is None:
+                self._items[key] = (value, generation)
+
+    def take(self, durable: int) -> list[V]:
+        """Remove and return, in order, what was sealed at or before ``durable``."""
+        ready = [k for k, (_, g) in self._items.items() if g is not None and g <= durable]
+        return [self._items.pop(k)[0] for k in ready]
+
 
 class ExpirySchedule(Generic[Instant]):
     def __init__(self) -> None:
         self._heaps: dict[int, list[tuple[Instant, str]]] = {}
-        self._unacknowledged: dict[str, int | None] = {}
-        """key -> the generation of its latest write (None: not sealed yet)"""
+        self._unacknowledged: Pending[str, str] = Pending()
+        """Keys whose latest write is unacknowledged."""
         self._held: dict[int, list[str]] = {}
         """Per partition, keys that were due while their latest write was unacknowledged."""
 
@@ -35,19 +64,17 @@ class ExpirySchedule(Generic[Instant]):
         heapq.heappush(self._heaps.setdefault(partition, []), (deadline, key))
 
     def changed(self, key: str) -> None:
-        self._unacknowledged[key] = None
+        self._unacknowledged.put(key, key)
 
     def is_acknowledged(self, key: str) -> bool:
         return key not in self._unacknowledged
 
     def seal(self, generation: int) -> None:
-        for key, sealed in self._unacknowledged.items():
-            if sealed is None:
-                self._unacknowledged[key] = generation
+        self._unacknowledged.seal(generation)
 
     def acknowledged(self, durable: int) -> None:
         """The writes sealed at or before ``durable`` are acknowledged."""
-        self._unacknowledged = {k: g for k, g in self._unacknowledged.items() if g is None or g > durable}
+        self._unacknowledged.take(durable)
 
     def due(self, partition: int, clock: Instant | None) -> Iterator[str]:
         """Pop the partition's keys whose deadline is at or before ``clock`` (None: the clock has not started)
@@ -63,4 +90,4 @@ class ExpirySchedule(Generic[Instant]):
                 yield key
 
     def clear(self) -> None:
-        self._heaps, self._unacknowledged, self._held = {}, {}, {}
+        self._heaps, self._unacknowledged, self._held = {}, Pending(), {}

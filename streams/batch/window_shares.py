@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypedDict
 
-from streams.batch.expiry import ACKNOWLEDGED, ExpirySchedule
+from streams.batch.expiry import ACKNOWLEDGED, ExpirySchedule, Pending
 from streams.domain.billing import metrics
 from streams.domain.billing.metrics import MetricEntity, WindowKey, WindowSum
 
@@ -52,15 +52,22 @@ class Settled(TypedDict):
     """The partition's clock when written (so that a recovery where only settled sums remain keeps its clock)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Step:
     """A settling register waiting for the writes of the step before to be acknowledged."""
 
     key: str
     member: MetricEntity
     """The register as marked."""
-    generation: int | None = None
-    """Of the caller's writes that made the step possible (`WindowShares.seal`); None until they are sealed."""
+
+
+Steps = Pending[tuple[str, int], Step]
+"""A partition's settling registers by (key, mark), in mark order."""
+
+
+def _step(key: str, member: MetricEntity) -> tuple[tuple[str, int], Step]:
+    assert member["settled"] is not None
+    return (key, member["settled"]), Step(key, member)
 
 
 def _closes_at(window: WindowKey, grace: timedelta) -> datetime:
@@ -96,9 +103,9 @@ class WindowShares:
     """Settled sums changed since they were last handed out to be written."""
     _dropped: set[Share] = field(default_factory=set)
     """Settled sums of closed windows, to be deleted."""
-    _folding: dict[int, list[Step]] = field(default_factory=dict)
+    _folding: dict[int, Steps] = field(default_factory=dict)
     """Per partition, the registers marked, to fold into the settled sums once the mark is acknowledged."""
-    _dropping: dict[int, list[Step]] = field(default_factory=dict)
+    _dropping: dict[int, Steps] = field(default_factory=dict)
     """Per partition, the registers folded, to tombstone once the settled sums are acknowledged."""
     _expiry: ExpirySchedule[datetime] = field(default_factory=ExpirySchedule)
     """Per partition, when every window of a recovered register is closed."""
@@ -133,39 +140,29 @@ class WindowShares:
             return None
         marked = member.copy()
         marked["settled"] = self.seqs[partition] = self.seqs.get(partition, 0) + 1
-        self._folding.setdefault(partition, []).append(Step(key, marked))
+        self._folding.setdefault(partition, Pending()).put(*_step(key, marked))
         return marked
 
     def seal(self, generation: int) -> None:
         """The writes of the steps taken so far are tracked under ``generation``."""
         for steps in (*self._folding.values(), *self._dropping.values()):
-            for step in steps:
-                if step.generation is None:
-                    step.generation = generation
+            steps.seal(generation)
 
     def advance_settling(self, partition: int, durable: int) -> list[tuple[str, int]]:
         """Take the partition's steps whose writes are acknowledged (sealed at or before ``durable``): fold the
         acknowledged marks into the settled sums (written by `settled_writes`), and return (key, sequence) of
         the registers whose settled sums are acknowledged, to tombstone where the register still holds that
         mark."""
-        ready = self._ready(self._dropping, partition, durable)
-        for step in self._ready(self._folding, partition, durable):
+        ready = self._dropping.setdefault(partition, Pending()).take(durable)
+        for step in self._folding.setdefault(partition, Pending()).take(durable):
             seq = step.member["settled"]
             assert seq is not None
             for window in step.member["windows"]:
                 held = self.settled.get((partition, window))
                 if self._is_open(partition, window) and seq > (held["through"] if held else 0):
                     self._fold(partition, window, step.member, seq)
-            self._dropping.setdefault(partition, []).append(Step(step.key, step.member))
+            self._dropping.setdefault(partition, Pending()).put(*_step(step.key, step.member))
         return [(step.key, step.member["settled"] or 0) for step in ready]
-
-    @staticmethod
-    def _ready(queue: dict[int, list[Step]], partition: int, durable: int) -> list[Step]:
-        steps = queue.get(partition, [])
-        ready = [s for s in steps if s.generation is not None and s.generation <= durable]
-        if ready:
-            queue[partition] = [s for s in steps if s.generation is None or s.generation > durable]
-        return ready
 
     def settled_writes(self, partition: int) -> tuple[list[Settled], list[Share]]:
         """The partition's settled sums to write (with its clock now) and those of closed windows to delete."""
@@ -208,7 +205,7 @@ class WindowShares:
                 self._expiry.add(partition, self._expires_at(member), key)
                 continue
             self.seqs[partition] = max(self.seqs.get(partition, 0), mark)
-            self._folding.setdefault(partition, []).append(Step(key, member, generation=ACKNOWLEDGED))
+            self._folding.setdefault(partition, Pending()).put(*_step(key, member), generation=ACKNOWLEDGED)
             for window in member["windows"]:
                 if self._is_open(partition, window) and mark > through.get((partition, window), 0):
                     self.sums[(partition, window)] = metrics.count(self.sums.get((partition, window)), member, window)

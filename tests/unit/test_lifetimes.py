@@ -11,6 +11,7 @@ from typing import Any
 from schemas import topics
 from streams.batch.entities import Entities
 from streams.batch.events import Event, Tick
+from streams.batch.expiry import Pending
 from streams.batch.lifetimes import LATE_REASON, LateEvent
 from streams.batch.staging import Staged
 from streams.domain.billing.rating import DEFAULT_PLAN
@@ -104,3 +105,18 @@ def test_a_recovered_agent_evicts_what_the_store_holds() -> None:
     ticks = [Tick(p, RECEIVED + timedelta(days=3)) for p in range(PARTITIONS)]
     assert evicted < calls and evicted + run(restarted, ticks).evicted["calls"] == calls
     assert stores.data["calls"] == {}
+
+
+def test_pending_items_wait_for_their_generation_in_order() -> None:
+    pending: Pending[str, int] = Pending()
+    pending.put("a", 1)
+    pending.put("b", 2)
+    pending.seal(7)
+    pending.put("c", 3)
+    pending.put("a", 4)  # written again: waits for the new writes
+    assert pending.take(6) == []
+    assert pending.take(7) == [2]
+    pending.seal(8)
+    assert "a" in pending and "b" not in pending
+    assert pending.take(9) == [3, 4]
+    assert "a" not in pending
