@@ -46,7 +46,6 @@ from deploy.local.services import Services, create_topics, service_env
 from schemas import topics
 
 OUT = Path(__file__).resolve().parent
-SINK_GROUP = "callpipe-sink"
 SMS_KIND = b"/envio_sms "
 SMS_ID = re.compile(rb'"id":\s*"?(\d+)')
 PROBE_POLL_S = 0.25
@@ -195,7 +194,7 @@ class Pipeline:
 
     def lag(self) -> dict[str, int]:
         assert self.running is not None
-        return group_lag(self.running.bootstrap, [topics.STREAMS_APP_ID, SINK_GROUP]) if self.full else {}
+        return group_lag(self.running.bootstrap, [topics.STREAMS_APP_ID, topics.SINK_GROUP_ID]) if self.full else {}
 
     def stop(self) -> None:
         if self.services is not None:

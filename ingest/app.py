@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from broker.producer import AsyncProducer, DeliveryError, Sender
 from ingest.auth import SECRET_HEADER, Authenticator
+from ingest.backlog import Backlog
 from ingest.body import BadRequest, Disconnected, check_content_type, parse_json, read_limited
 from ingest.metrics import IngestMetrics
 from ingest.openapi import openapi
@@ -58,10 +59,14 @@ class _TooLargeForKafka(Exception):
 class Ingest:
     def __init__(self, settings: Settings, producer: Sender, codec: Codec) -> None:
         self.settings = settings
+        self.backlog = Backlog(settings.kafka_bootstrap, settings.max_backlog, settings.backlog_interval_s,
+                               settings.streams_app_id, settings.sink_group_id) if settings.max_backlog else None
         self.producer = producer
         self.codec = codec
         self.auth = Authenticator(settings.tenants)
         self.metrics = IngestMetrics()
+        if (backlog := self.backlog) is not None:
+            self.metrics.backlog.set_function(lambda: backlog.behind)
         # Labelled metric children by label values: prometheus_client's labels() takes a lock and validates the
         # values on every call, a noticeable share of a request's CPU.
         self._requests_by: dict[tuple[str, int], Any] = {}
@@ -111,6 +116,11 @@ class Ingest:
         except Disconnected:
             log.info("client left before its body arrived", extra={"kind": kind, "tenant": tenant})
             return Response(status_code=CLIENT_CLOSED)
+        # The body is read first so that the connection can be kept alive.
+        refused = self.backlog.refusal() if self.backlog else None
+        if refused is not None:
+            return _error(refused.status, refused.error, refused.detail,
+                          headers={"Retry-After": str(self.settings.retry_after_s)})
         parsed: Any = None
         rejected: BadRequest | None = None
         try:
@@ -214,7 +224,11 @@ def create_app(settings: Settings, producer: Sender | None = None, codec: Codec 
         # of the collector's full passes, which otherwise paused the loop for ~20 ms each (bench/RESULTS.md).
         gc.collect()
         gc.freeze()
+        if ingest.backlog:
+            ingest.backlog.monitor.start()
         yield
+        if ingest.backlog:
+            ingest.backlog.monitor.stop()
         if owned:
             await asyncio.to_thread(ingest.producer.close)
 

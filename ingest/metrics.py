@@ -28,4 +28,7 @@ class IngestMetrics:
             "Webhooks dead-lettered because normalizing or encoding them raised an unexpected exception (a defect)",
             ["kind"], registry=self.registry,
         )
+        self.backlog = Gauge("callpipe_ingest_backlog",
+                             "Messages the pipeline is behind, at the last measurement (INGEST_MAX_BACKLOG)",
+                             registry=self.registry)
         self.in_flight = Gauge("callpipe_ingest_in_flight", "Requests being handled", registry=self.registry)

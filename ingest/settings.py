@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from runtime import env
+from schemas import topics
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,11 @@ class Settings:
     max_connections: int = 1000
     trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For / -Proto are believed
     reuse_port: bool = False
+    max_backlog: int = 0
+    """Refuse webhooks while the pipeline is more than this many messages behind (ingest/backlog.py); 0: never."""
+    backlog_interval_s: float = 1.0
+    streams_app_id: str = topics.STREAMS_APP_ID
+    sink_group_id: str = topics.SINK_GROUP_ID
     """Bind with SO_REUSEPORT: several ingest processes share the port and the kernel spreads connections."""
 
 
@@ -67,5 +73,9 @@ def from_env() -> Settings:
         body_timeout_s=env.number("INGEST_BODY_TIMEOUT_S", Settings.body_timeout_s),
         idle_timeout_s=env.number("INGEST_IDLE_TIMEOUT_S", Settings.idle_timeout_s),
         max_connections=env.integer("INGEST_MAX_CONNECTIONS", Settings.max_connections),
+        max_backlog=env.integer("INGEST_MAX_BACKLOG", Settings.max_backlog),
+        backlog_interval_s=env.number("INGEST_BACKLOG_INTERVAL_S", Settings.backlog_interval_s),
+        streams_app_id=env.text("STREAMS_APP_ID", topics.STREAMS_APP_ID),
+        sink_group_id=env.text("SINK_GROUP_ID", topics.SINK_GROUP_ID),
         trusted_proxies=tuple(p.strip() for p in env.text("INGEST_TRUSTED_PROXIES", "").split(",") if p.strip()),
     )

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 PARTITIONS = 6
 # The streams stage's Faust app id (its consumer group, and the prefix of its internal topics).
 STREAMS_APP_ID = "callpipe-streams"
+# The sink's consumer group.
+SINK_GROUP_ID = "callpipe-sink"
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ def from_env() -> Settings:
         kafka_bootstrap=env.kafka_bootstrap(),
         schema_registry_url=env.schema_registry_url(),
         clickhouse_url=env.text("CLICKHOUSE_URL", DEFAULT_CLICKHOUSE_URL),
-        group_id=env.text("SINK_GROUP_ID", "callpipe-sink"),
+        group_id=env.text("SINK_GROUP_ID", topics.SINK_GROUP_ID),
         query_port=env.integer("SINK_QUERY_PORT", DEFAULT_PORT),
         max_rows=env.integer("SINK_BATCH_MAX_ROWS", 10_000),
         max_bytes=env.integer("SINK_BATCH_MAX_BYTES", 8 * 1024 * 1024),

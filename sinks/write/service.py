@@ -19,6 +19,7 @@ from typing import TypeVar
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from broker.config import consumer_config
+from broker.lag import Lag, LagMonitor
 from runtime import retry
 from schemas import topics
 from schemas.codec import Codec, codec_from_settings
@@ -29,7 +30,6 @@ from sinks.settings import Settings
 from sinks.tools.query_server import QueryServer
 from sinks.write import lag
 from sinks.write.batcher import Batcher, Entry, InsertBatch
-from sinks.write.lag import LagMonitor
 from sinks.write.writer import RetryableWriteError, Writer
 
 log = logging.getLogger("callpipe.sink")
@@ -71,9 +71,9 @@ class Sink:
             settings.streams_app_id: [t.name for t in topics.INPUT_TOPICS],
         }, settings.lag_interval_s, self._write_lag)
 
-    def _write_lag(self, rows: list[list[object]]) -> None:
+    def _write_lag(self, lags: list[Lag]) -> None:
         with self.lock:
-            self.client.insert(lag.TABLE, rows, column_names=list(lag.COLUMNS))
+            self.client.insert(lag.TABLE, lag.rows(lags), column_names=list(lag.COLUMNS))
 
     @property
     def topics(self) -> list[str]:

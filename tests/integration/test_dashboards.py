@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from broker.lag import LagMonitor
 from schemas import topics
 from sinks.clickhouse import connect
 from sinks.schema.migrate import migrate
 from sinks.schema.tables import DEAD_LETTERS, catalog
 from sinks.write import lag
-from sinks.write.lag import LagMonitor
 from tests.conftest import CHDB_URL
 from tests.sample_load import load_sample
 
@@ -99,8 +99,8 @@ def sample_db(kafka: str) -> Iterator[Client]:
         migrate(client)
         load_sample(client)
         # Consumer lag is measured, not loaded: one real measurement against the test broker.
-        groups: dict[str, Sequence[str]] = {"callpipe-sink": [t.name for t in topics.ALL_TOPICS]}
-        client.insert(lag.TABLE, LagMonitor(kafka, groups, 1.0, lambda rows: None).rows(),
+        groups: dict[str, Sequence[str]] = {topics.SINK_GROUP_ID: [t.name for t in topics.ALL_TOPICS]}
+        client.insert(lag.TABLE, lag.rows(LagMonitor(kafka, groups, 1.0, lambda lags: None).measure()),
                       column_names=list(lag.COLUMNS))
         yield client
     finally:

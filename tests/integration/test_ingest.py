@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -14,8 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from broker.admin import callpipe_topics, ensure_topics
+from broker.config import admin_config, consumer_config
+from broker.lag import measure as lag_of
 from broker.producer import AsyncProducer
 from deploy.local import stack
 from ingest.app import create_app
@@ -186,3 +191,44 @@ def test_kafka_stopped_mid_request_gives_503_then_lands_on_retry() -> None:
         assert 1 <= len(copies) <= len(retries) + 1
     finally:
         stack.down(data)
+
+
+def commit_ends(bootstrap: str, group: str, names: list[str]) -> None:
+    """The group has consumed everything the topics hold (a consumer that never joins the group)."""
+    consumer = Consumer(consumer_config(bootstrap, group))
+    try:
+        ends = [TopicPartition(lag.topic, lag.partition, lag.end_offset)
+                for lag in lag_of(AdminClient(admin_config(bootstrap)), lambda _: consumer, [group], names)]
+        consumer.commit(offsets=ends, asynchronous=False)
+    finally:
+        consumer.close()
+
+
+def test_a_backlogged_pipeline_is_refused_with_503_until_it_catches_up(kafka: str) -> None:
+    streams_group, sink_group = f"streams-{uuid.uuid4().hex}", f"sink-{uuid.uuid4().hex}"
+
+    def caught_up() -> None:
+        commit_ends(kafka, streams_group, [t.name for t in topics.INPUT_TOPICS])
+        commit_ends(kafka, sink_group, [t.name for t in topics.ALL_TOPICS])
+
+    caught_up()
+    limited = dataclasses.replace(settings(kafka), max_backlog=3, backlog_interval_s=0.2,
+                                  streams_app_id=streams_group, sink_group_id=sink_group)
+    kind, payload = one_example_per_kind()[0]
+    with serve(create_app(limited, codec=SingleObjectCodec())) as url:
+        answers = []
+        deadline = time.monotonic() + 20
+        while 503 not in answers and time.monotonic() < deadline:
+            answers.append(post(url, kind, json.dumps(payload)).status_code)
+            time.sleep(0.1)
+        refused = post(url, kind, json.dumps(payload))
+        assert answers[0] == 200 and answers[-1] == 503, answers
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "3"
+        assert refused.json()["error"] == "backlogged" and "messages behind" in refused.json()["detail"]
+        assert "callpipe_ingest_backlog " in httpx.get(f"{url}/metrics").text
+
+        caught_up()
+        deadline = time.monotonic() + 20
+        while (status := post(url, kind, json.dumps(payload)).status_code) == 503 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert status == 200
