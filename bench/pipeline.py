@@ -74,6 +74,7 @@ class Step:
         return {
             "step": self.name, "offered_per_s": self.offered, "sent": self.sent,
             "achieved_per_s": round(sum(self.statuses.values()) / self.seconds, 1) if self.seconds else 0,
+            "accepted_per_s": round(self.statuses.get(200, 0) / self.seconds, 1) if self.seconds else 0,
             "statuses": self.statuses, "connection_errors": self.errors,
             "answer_p50_ms": pct(self.answer_s, 50), "answer_p95_ms": pct(self.answer_s, 95),
             "visible_p50_ms": pct(self.visible_s, 50), "visible_p95_ms": pct(self.visible_s, 95),
@@ -96,17 +97,26 @@ class Probes:
         self.stopping = threading.Event()
 
     def sent(self, request: bytes, at: float) -> None:
-        if self.services is None or SMS_KIND not in request[:80]:
+        sms_id = self._sms_id(request)
+        if sms_id is None:
             return
-        body = request[request.index(b"\r\n\r\n") + 4:]
-        match = SMS_ID.search(body)
-        if match is None:
-            return
-        sms_id = match.group(1).decode()
         with self.lock:
             if sms_id not in self.seen_ids:
                 self.seen_ids.add(sms_id)
                 self.pending[sms_id] = at
+
+    def refused(self, request: bytes) -> None:
+        """An SMS whose first webhook was refused (503 backlogged) is not timed."""
+        sms_id = self._sms_id(request)
+        if sms_id is not None:
+            with self.lock:
+                self.pending.pop(sms_id, None)
+
+    def _sms_id(self, request: bytes) -> str | None:
+        if self.services is None or SMS_KIND not in request[:80]:
+            return None
+        match = SMS_ID.search(request[request.index(b"\r\n\r\n") + 4:])
+        return None if match is None else match.group(1).decode()
 
     def poll_until_stopped(self) -> None:
         while self.services is not None and not self.stopping.is_set():
@@ -216,6 +226,8 @@ async def send_step(step: Step, port: int, requests: list[tuple[float, bytes]], 
             probes.sent(request, time.perf_counter())
             status = await conn.send(request)
             step.statuses[status] = step.statuses.get(status, 0) + 1
+            if status != 200:
+                probes.refused(request)
             step.answer_s.append(time.perf_counter() - due)
         except ConnectionError:
             step.errors += 1
@@ -319,12 +331,13 @@ def run_phase(phase: str, full: bool, env: dict[str, str], args: argparse.Namesp
 
 def table(results: list[dict[str, Any]]) -> str:
     processes = sorted({p for r in results for p in r["cpu_ms_per_webhook"]})
-    head = ["phase", "step", "achieved/s", "answer p95 ms", "visible p50 ms", "visible p95 ms", "lag at end",
-            "drain s", *(f"{p} ms" for p in processes), "total ms"]
+    head = ["phase", "step", "answered/s", "accepted/s", "answer p95 ms", "visible p50 ms", "visible p95 ms",
+            "lag at end", "drain s", *(f"{p} ms" for p in processes), "total ms"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
-        cells = [r["phase"], r["step"], r["achieved_per_s"], r["answer_p95_ms"], r["visible_p50_ms"],
-                 r["visible_p95_ms"], sum(r["lag_at_end"].values()) if r["lag_at_end"] else "-", r["drain_s"],
+        cells = [r["phase"], r["step"], r["achieved_per_s"], r.get("accepted_per_s", "-"), r["answer_p95_ms"],
+                 r["visible_p50_ms"], r["visible_p95_ms"],
+                 sum(r["lag_at_end"].values()) if r["lag_at_end"] else "-", r["drain_s"],
                  *(r["cpu_ms_per_webhook"].get(p, "-") for p in processes), r["cpu_ms_per_webhook_total"]]
         lines.append("| " + " | ".join("-" if c is None else str(c) for c in cells) + " |")
     return "\n".join(lines)
