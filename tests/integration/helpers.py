@@ -115,3 +115,21 @@ def group_members(bootstrap: str, group: str) -> int:
     except (KafkaException, TimeoutError):
         return 0
     return len(description.members) if description.state == ConsumerGroupState.STABLE else 0
+
+
+def start_at_end(bootstrap: str, group: str, names: list[str]) -> bool:
+    """Commit the new group's offsets at the end of the shared topics, so that what the earlier tests left
+    there is not this test's input: the load is the one the test makes, whatever ran before it. False when a
+    partition has no leader yet (topics created a moment ago on a fresh broker): the caller tries again."""
+    consumer = Consumer(consumer_config(bootstrap, group))
+    try:
+        ends = [TopicPartition(n, p, consumer.get_watermark_offsets(TopicPartition(n, p), timeout=10)[1])
+                for n in names for p in consumer.list_topics(n, timeout=10).topics[n].partitions]
+        consumer.commit(offsets=ends, asynchronous=False)
+        return True
+    except KafkaException as exc:
+        if exc.args[0].code() not in NO_LEADER_YET and not exc.args[0].retriable():
+            raise
+        return False
+    finally:
+        consumer.close()

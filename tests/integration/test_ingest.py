@@ -15,12 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from broker.admin import callpipe_topics, ensure_topics
-from broker.config import admin_config, consumer_config
-from broker.lag import measure as lag_of
 from broker.producer import AsyncProducer
 from deploy.local import stack
 from ingest.app import create_app
@@ -28,7 +24,7 @@ from ingest.settings import Settings
 from schemas import topics
 from schemas.codec import Codec, RegistryCodec, SingleObjectCodec
 from schemas.normalize import event_id
-from tests.integration.helpers import read_topic, serve
+from tests.integration.helpers import eventually, read_topic, serve, start_at_end
 
 pytestmark = pytest.mark.integration
 
@@ -193,23 +189,14 @@ def test_kafka_stopped_mid_request_gives_503_then_lands_on_retry() -> None:
         stack.down(data)
 
 
-def commit_ends(bootstrap: str, group: str, names: list[str]) -> None:
-    """The group has consumed everything the topics hold (a consumer that never joins the group)."""
-    consumer = Consumer(consumer_config(bootstrap, group))
-    try:
-        ends = [TopicPartition(lag.topic, lag.partition, lag.end_offset)
-                for lag in lag_of(AdminClient(admin_config(bootstrap)), lambda _: consumer, [group], names)]
-        consumer.commit(offsets=ends, asynchronous=False)
-    finally:
-        consumer.close()
-
-
 def test_a_backlogged_pipeline_is_refused_with_503_until_it_catches_up(kafka: str) -> None:
     streams_group, sink_group = f"streams-{uuid.uuid4().hex}", f"sink-{uuid.uuid4().hex}"
 
     def caught_up() -> None:
-        commit_ends(kafka, streams_group, [t.name for t in topics.INPUT_TOPICS])
-        commit_ends(kafka, sink_group, [t.name for t in topics.ALL_TOPICS])
+        eventually(lambda: start_at_end(kafka, streams_group, [t.name for t in topics.INPUT_TOPICS]), 60,
+                   "the streams group at the end of its topics")
+        eventually(lambda: start_at_end(kafka, sink_group, [t.name for t in topics.ALL_TOPICS]), 60,
+                   "the sink group at the end of its topics")
 
     caught_up()
     limited = dataclasses.replace(settings(kafka), max_backlog=3, backlog_interval_s=0.2,

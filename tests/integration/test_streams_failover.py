@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from broker.config import consumer_config
 from deploy.local.services import Services, create_topics, service_env
@@ -40,7 +40,7 @@ from streams import settings as streams_settings
 from streams.domain import correlate, single_leg, sms
 from streams.domain.billing.metrics import ENTITY_CALL, ENTITY_SINGLE_LEG, ENTITY_SMS
 from streams.domain.billing.rating import rate_call, rate_single_leg, rate_sms
-from tests.integration.helpers import NO_LEADER_YET, eventually, group_members, read_topic
+from tests.integration.helpers import eventually, group_members, read_topic, start_at_end
 from tests.metrics_oracle import aggregate
 
 pytestmark = pytest.mark.integration
@@ -137,24 +137,6 @@ def cluster(kafka: str, tmp_path: Path) -> Iterator[Cluster]:
         yield Cluster(services, kafka, app_id, sink_group, metrics_port)
     finally:
         services.stop()
-
-
-def start_at_end(bootstrap: str, group: str, names: list[str]) -> bool:
-    """Commit the new group's offsets at the end of the shared topics, so that what the earlier tests left
-    there is not this test's input: the load is the one the test makes, whatever ran before it. False when a
-    partition has no leader yet (topics created a moment ago on a fresh broker): the caller tries again."""
-    consumer = Consumer(consumer_config(bootstrap, group))
-    try:
-        ends = [TopicPartition(n, p, consumer.get_watermark_offsets(TopicPartition(n, p), timeout=10)[1])
-                for n in names for p in range(topics.PARTITIONS)]
-        consumer.commit(offsets=ends, asynchronous=False)
-        return True
-    except KafkaException as exc:
-        if exc.args[0].code() not in NO_LEADER_YET and not exc.args[0].retriable():
-            raise
-        return False
-    finally:
-        consumer.close()
 
 
 def behind(bootstrap: str, group: str, names: list[str]) -> list[str]:
