@@ -20,11 +20,11 @@ class Settings:
     store: str
     """Faust's table store: `rocksdb://` (local, persistent: a restart reads the changelog tail) or `memory://`."""
     rocksdb_memory_mb: int
+    """RocksDB's block cache, shared by every table and partition of the worker; memtables are charged to it."""
     fetch_min_bytes: int
     fetch_max_wait_ms: int
     """A fetch returns once it has `fetch_min_bytes` or after `fetch_max_wait_ms` (streams/faustapp/patches.py, 10.)."""
     producer_linger_ms: int
-    """RocksDB's block cache, shared by every table and partition of the worker; memtables are charged to it."""
     inactivity_timeout: timedelta
     metric_grace: timedelta
     retention: timedelta
