@@ -37,6 +37,7 @@ from schemas import topics
 from schemas.codec import codec_from_settings
 from schemas.normalize import normalize
 from streams import settings as streams_settings
+from streams.batch import state_codec
 from streams.domain import correlate, single_leg, sms
 from streams.domain.billing.metrics import ENTITY_CALL, ENTITY_SINGLE_LEG, ENTITY_SMS
 from streams.domain.billing.rating import rate_call, rate_single_leg, rate_sms
@@ -341,6 +342,32 @@ def window_totals(cluster: Cluster, sql: str, tenant: str) -> dict[tuple[str, ..
     return out
 
 
+def differences(cluster: Cluster, tenant: str, expected: Expected) -> str:
+    """For a failure message: the records missing from or extra in the views, and every share the tenants agent
+    read of each window that differs from SQL (source partition, version, calls, answered)."""
+    seen = observed(cluster, tenant)
+    lines = [f"calls missing {sorted(expected.calls - seen.calls)} extra {sorted(seen.calls - expected.calls)}",
+             f"single-leg missing {sorted(expected.single_leg - seen.single_leg)} "
+             f"extra {sorted(seen.single_leg - expected.single_leg)}"]
+    missing = {call_id for call_id, _, _ in expected.calls - seen.calls}
+    codec = codec_from_settings(cluster.services.env.get("SCHEMA_REGISTRY_URL"))
+    for msg in read_topic(cluster.bootstrap, topics.OUT_CALLS.name, timeout=30):
+        record = codec.decode(topics.OUT_CALLS.name, msg.value() or b"")
+        if record["call_id"] in missing:
+            lines.append(f"on {topics.OUT_CALLS.name}[{msg.partition()}]@{msg.offset()}: {record['tenant']} "
+                         f"{record['call_id']} v{record['version']} end_seen {record['end_seen']}")
+    views, sql = window_totals(cluster, VIEW_WINDOWS, tenant), window_totals(cluster, SQL_WINDOWS, tenant)
+    wrong = {key for key in {*views, *sql} if views.get(key) != sql.get(key)}
+    for msg in read_topic(cluster.bootstrap, topics.WINDOW_SHARES, timeout=30):
+        share = state_codec.loads(msg.value() or b"null")
+        _, size, start, dimension, value = share["window"]
+        if share["window"][0] == tenant and (size, dimension, value, str(start)) in wrong:
+            lines.append(f"share {size} {dimension} {value} {start} from p{share['partition']} at "
+                         f"p{msg.partition()}@{msg.offset()}: version {share['version']} "
+                         f"calls {share['sum']['calls']} answered {share['sum']['answered']}")
+    return "\n".join(lines)
+
+
 @pytest.mark.parametrize("kill_at", [0.2, 0.5, 0.8], ids=["early", "middle", "late"])
 def test_metric_windows_equal_sql_over_the_views_after_a_worker_is_killed_and_restarted(
         cluster: Cluster, tmp_path: Path, kill_at: float) -> None:
@@ -371,6 +398,7 @@ def test_metric_windows_equal_sql_over_the_views_after_a_worker_is_killed_and_re
         eventually(exact, 240, "every metric window equal to SQL over the views")
     except AssertionError:
         print(lagging(cluster))
+        print(differences(cluster, tenant, expected))
         assert window_totals(cluster, VIEW_WINDOWS, tenant) == window_totals(cluster, SQL_WINDOWS, tenant)
         assert observed(cluster, tenant) == expected
         raise
