@@ -48,9 +48,11 @@ class Late:
 
 @dataclass
 class Batch:
-    """What a batch produced. Records are kept per (topic, key, part), so that only the last version is sent."""
+    """What a batch produced. Records are kept per (topic, tenant, key, part), so that only the last version is
+    sent: provider ids are global, so one batch can hold two tenants' records under one key (a replay of one
+    tenant's webhooks under another), and neither may replace the other."""
 
-    outputs: dict[tuple[str, str, str], Output] = field(default_factory=dict)
+    outputs: dict[tuple[str, str, str, str], Output] = field(default_factory=dict)
     feed: dict[tuple[str, str], tuple[str, Record]] = field(default_factory=dict)
     """(entity, id) -> (entity, rated record), for the per-tenant metrics and balance."""
     failures: list[tuple[Event, Exception]] = field(default_factory=list)
@@ -64,7 +66,7 @@ class Batch:
 
     def publish(self, output: Output, part: str = "") -> None:
         """`part` tells apart records of one key that are not versions of each other (conference sessions)."""
-        self.outputs[(output.topic.name, output.key, part)] = output
+        self.outputs[(output.topic.name, str(output.record.get("tenant")), output.key, part)] = output
 
     def feed_tenant(self, entity: str, key: str, record: Record) -> None:
         self.feed[(entity, key)] = (entity, record)

@@ -16,12 +16,12 @@ PARTITIONS = 3
 RECEIVED = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
-def sample_events(limit: int | None = None) -> tuple[list[Event], list[Event]]:
+def sample_events(limit: int | None = None, tenant: str = "t1") -> tuple[list[Event], list[Event]]:
     """(entity-topic events, balance alerts) of the sample's first ``limit`` lines (all: None)."""
     entity: list[Event] = []
     alerts: list[Event] = []
     for offset, item in enumerate(read_captured(SAMPLE)[:limit]):
-        normalized = normalize(item.kind, "t1", item.body, RECEIVED + timedelta(seconds=offset))
+        normalized = normalize(item.kind, tenant, item.body, RECEIVED + timedelta(seconds=offset))
         topic = normalized.topic
         event = Event(topic.name, zlib.crc32(normalized.key.encode()) % PARTITIONS, offset,
                       AVRO.encode(topic.name, topic.schema, normalized.record))

@@ -126,10 +126,10 @@ def test_entity_batches_of_any_size_give_the_same_states_and_last_records(sizes:
 
 
 def test_calls_families_and_sessions_are_all_published() -> None:
-    by_topic = Counter(topic for topic, _, _ in ONE_BY_ONE_OUT)
-    calls = {key for topic, key, _ in ONE_BY_ONE_OUT if topic == topics.OUT_CALLS.name}
+    by_topic = Counter(topic for topic, _, _, _ in ONE_BY_ONE_OUT)
+    calls = {key for topic, _, key, _ in ONE_BY_ONE_OUT if topic == topics.OUT_CALLS.name}
     assert len(calls) == len(ONE_BY_ONE.stores["calls"])
-    sessions = [part for topic, _, part in ONE_BY_ONE_OUT if topic == topics.OUT_CONFERENCE_SESSIONS.name]
+    sessions = [part for topic, _, _, part in ONE_BY_ONE_OUT if topic == topics.OUT_CONFERENCE_SESSIONS.name]
     assert sessions and all(sessions)  # one record per participant, not one per conference
     assert {topics.OUT_SMS.name, topics.OUT_SINGLE_LEG_CALLS.name, topics.OUT_VOICEMAILS.name} <= set(by_topic)
 
@@ -155,6 +155,23 @@ def test_a_replayed_batch_changes_no_state_and_publishes_the_same_records_again(
         {k: o.record for k, o in first.outputs.items() if k[0] == calls}
 
 
+def test_two_tenants_with_the_same_ids_in_one_batch_each_get_their_records() -> None:
+    """Provider ids are global: the same sample under a second tenant, interleaved in the same batches, must
+    publish each tenant's last record of every entity (none replacing the other's under its key)."""
+    other, _ = sample_events(tenant="t2")
+    agent = entities(Tables())
+    last: dict[Any, Output] = {}
+    mixed = [event for pair in zip(ENTITY_EVENTS, other, strict=True) for event in pair]
+    for part in cuts(len(mixed), [80]):
+        last.update(agent.process(mixed[part], RECEIVED).outputs)
+    last.update(agent.process([Tick(p, LATER) for p in range(PARTITIONS)], RECEIVED).outputs)
+    alone = sorted((out.topic.name, out.key, str(out.record)) for out in ONE_BY_ONE_OUT.values())
+    for tenant in ("t1", "t2"):
+        mine = [(out.topic.name, out.key, str({**out.record, "tenant": "t1"})) for out in last.values()
+                if out.record["tenant"] == tenant]
+        assert sorted(mine) == alone
+
+
 def test_a_bad_event_fails_alone() -> None:
     agent = entities(Tables())
     bad = Event(topics.CALL_EVENTS.name, 0, 999_999, b"not avro")
@@ -177,9 +194,9 @@ def test_tenant_batches_of_any_size_give_the_same_windows_and_balance(sizes: lis
 
 
 def test_windows_equal_the_aggregate_of_the_final_records() -> None:
-    finals = [(out.record, FEEDS.get(topic, metrics.ENTITY_CALL)) for (topic, _, _), out in ONE_BY_ONE_OUT.items()
+    finals = [(out.record, FEEDS.get(topic, metrics.ENTITY_CALL)) for (topic, _, _, _), out in ONE_BY_ONE_OUT.items()
               if topic in (topics.OUT_CALLS.name, *FEEDS)]
-    published = [(metric_state.load_key(key), out.record) for (topic, key, _), out in TENANTS_ONE_BY_ONE_OUT.items()
+    published = [(metric_state.load_key(key), out.record) for (topic, _, key, _), out in TENANTS_ONE_BY_ONE_OUT.items()
                  if topic == topics.OUT_METRICS.name]
     assert len(finals) > 50 and len(published) > 100
     assert oracle.contents(published) == oracle.window_records(oracle.aggregate(finals))
@@ -195,4 +212,4 @@ def test_a_replayed_share_republishes_its_window_without_counting_it_again() -> 
     for table in agent.staged():
         table.flush()
     assert tables.stores["metric_windows"] == windows
-    assert any(topic == topics.OUT_METRICS.name for topic, _, _ in batch.outputs)
+    assert any(topic == topics.OUT_METRICS.name for topic, _, _, _ in batch.outputs)
