@@ -1,5 +1,7 @@
 """`python -m bench.ingest` (`make bench-ingest`): webhooks/s and latency of the ingest endpoint against a
-real local Kafka (acks=all), side by side with a bare Starlette endpoint on the same server stack (baseline).
+real local Kafka (acks=all), side by side with a bare Starlette endpoint on the same server stack (baseline) and,
+when Go is installed, the compiled HTTP -> Kafka gateway of `../shared/peers/go-ingest` (gateway: one raw record per
+request, acks=all, the least any gateway on this machine spends), built into the run's temporary directory.
 
 Starts Kafka alone (deploy/local, free ports, a temporary directory), one server process per endpoint
 (uvicorn, uvloop, httptools, one worker each) and drives each from a separate load process on 127.0.0.1 with
@@ -31,11 +33,17 @@ import orjson
 
 from bench.host import cpu_seconds, machine
 from bench.ingest_floor import Floor, measure_floor
-from broker.admin import callpipe_topics, ensure_topics
+from bench.ingest_servers import SECRET
+from broker.admin import TopicSpec, callpipe_topics, ensure_topics
 from deploy.local import stack
+from schemas import topics
 
 RESULTS = Path(__file__).resolve().with_name("RESULTS.md")
 ENDPOINTS = ("baseline", "ingest")
+GATEWAY = "gateway"
+GATEWAY_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "peers" / "go-ingest"
+GATEWAY_TOPIC = "peer.raw.v1"
+GATEWAY_TARGET_RATIO = 2.0
 TARGET_PER_SECOND = 5000
 TARGET_P99_MS = 50.0
 SECTION = "## Ingest"
@@ -78,28 +86,47 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], what: str, timeout
     raise BenchError(f"{what} server did not listen on port {port} within {timeout:.0f}s")
 
 
+def build_gateway(source: Path, out: Path) -> Path | None:
+    """The compiled gateway, or None (said why) where Go or its source is missing."""
+    go = shutil.which("go") or next((p for p in (Path("/usr/local/go/bin/go"),) if p.exists()), None)
+    if go is None or not (source / "main.go").exists():
+        print(f"[bench] no gateway endpoint: {'Go is not installed' if go is None else f'no {source}/main.go'}",
+              flush=True)
+        return None
+    print(f"[bench] building the gateway from {source} ...", flush=True)
+    built = subprocess.run([str(go), "build", "-o", str(out), "."], cwd=source, capture_output=True, check=False)
+    if built.returncode != 0:
+        raise BenchError(f"go build of the gateway failed: {built.stderr.decode().strip()[-300:]}")
+    return out
+
+
+def endpoints(gateway: Path | None) -> tuple[str, ...]:
+    return (*ENDPOINTS, GATEWAY) if gateway is not None else ENDPOINTS
+
+
+def _command(name: str, port: int, bootstrap: str, linger_ms: float, gateway: Path | None,
+             profile_dir: Path | None) -> list[str]:
+    if name == GATEWAY:
+        assert gateway is not None
+        return [str(gateway), "-addr", f"127.0.0.1:{port}", "-brokers", bootstrap, "-topic", GATEWAY_TOPIC,
+                "-secret", SECRET, "-linger", f"{linger_ms}ms"]
+    cmd = [sys.executable, "-m", "bench.ingest_servers", name, "--port", str(port), "--bootstrap", bootstrap,
+           "--linger-ms", str(linger_ms)]
+    if profile_dir is not None:
+        cmd += ["--profile", str(profile_dir / f"{name}.prof")]
+    return cmd
+
+
 @contextmanager
-def servers(bootstrap: str, profile_dir: Path | None, linger_ms: float) -> Iterator[dict[str, tuple[int, int]]]:
-    """Both endpoints, each in its own process: name -> (port, pid)."""
+def servers(bootstrap: str, profile_dir: Path | None, linger_ms: float,
+            gateway: Path | None) -> Iterator[dict[str, tuple[int, int]]]:
+    """Every endpoint, each in its own process: name -> (port, pid)."""
     procs: dict[str, tuple[int, subprocess.Popen[bytes]]] = {}
     try:
-        for name in ENDPOINTS:
+        for name in endpoints(gateway):
             port = stack.free_port()
-            cmd = [
-                sys.executable,
-                "-m",
-                "bench.ingest_servers",
-                name,
-                "--port",
-                str(port),
-                "--bootstrap",
-                bootstrap,
-                "--linger-ms",
-                str(linger_ms),
-            ]
-            if profile_dir is not None:
-                cmd += ["--profile", str(profile_dir / f"{name}.prof")]
-            procs[name] = (port, subprocess.Popen(cmd))
+            procs[name] = (port, subprocess.Popen(_command(name, port, bootstrap, linger_ms, gateway,
+                                                           profile_dir)))
         for name, (port, proc) in procs.items():
             _wait_listening(port, proc, name)
         yield {name: (port, proc.pid) for name, (port, proc) in procs.items()}
@@ -144,15 +171,15 @@ def load(port: int, mode: str, args: argparse.Namespace, duration: float) -> dic
     return result
 
 
-def measure(args: argparse.Namespace, bootstrap: str, kafka_pid: int) -> dict[str, Figures]:
-    ensure_topics(bootstrap, callpipe_topics())
+def measure(args: argparse.Namespace, bootstrap: str, kafka_pid: int, gateway: Path | None) -> dict[str, Figures]:
+    ensure_topics(bootstrap, [*callpipe_topics(), TopicSpec(GATEWAY_TOPIC, topics.PARTITIONS)])
     runs: dict[tuple[str, str], tuple[dict[str, Any], float, float]] = {}
-    with servers(bootstrap, args.profile, args.linger_ms) as running:
+    with servers(bootstrap, args.profile, args.linger_ms, gateway) as running:
         if args.warmup > 0:
             print(f"[bench] warming the broker up: {args.warmup:.0f} s of ingest load, not recorded", flush=True)
             load(running["ingest"][0], "max", args, args.warmup)
         for mode in ("max", "rate"):
-            for name in ENDPOINTS:
+            for name in running:
                 port, pid = running[name]
                 print(
                     f"[bench] {name}: {'maximum' if mode == 'max' else f'{args.rate:.0f}/s'} ...", flush=True
@@ -166,7 +193,7 @@ def measure(args: argparse.Namespace, bootstrap: str, kafka_pid: int) -> dict[st
                     (cpu_seconds(kafka_pid) - kafka_cpu) / wall * 100,
                 )
     figures = {}
-    for name in ENDPOINTS:
+    for name in endpoints(gateway):
         top, server_cpu, kafka_cpu = runs[(name, "max")]
         paced = runs[(name, "rate")][0]
         failed = sum(
@@ -211,6 +238,14 @@ def table(figures: dict[str, Figures], rate: float, floor: Floor) -> str:
         f"{cpu_per_request_us(base):.0f} us; in process without HTTP (bench/ingest_floor.py): parse "
         f"{floor.parse_us:.0f} + plan {floor.plan_us:.0f} + produce {floor.produce_us:.0f} = {floor.total_us:.0f} us"
     )
+    if GATEWAY in figures:
+        peer = figures[GATEWAY]
+        ratio = cpu_per_request_us(real) / cpu_per_request_us(peer)
+        lines.append(
+            f"server CPU per request, ingest/gateway: {ratio:.1f}x (gateway {cpu_per_request_us(peer):.0f} us, "
+            f"max {peer.max_per_second:.0f}/s; ingest's max is {real.max_per_second / peer.max_per_second:.2f} of "
+            f"it); target <= {GATEWAY_TARGET_RATIO:.0f}x: {'met' if ratio <= GATEWAY_TARGET_RATIO else 'MISSED'}"
+        )
     verdict = "met" if real.max_per_second >= TARGET_PER_SECOND else "MISSED"
     lines.append(
         f"target >= {TARGET_PER_SECOND}/s per worker: {verdict} ({real.max_per_second:.0f}/s); "
@@ -265,15 +300,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, help="directory for cProfile files of both servers")
     parser.add_argument("--linger-ms", type=float, default=2.0,
                         help="the ingest producer's linger.ms (INGEST_KAFKA_LINGER_MS), default 2")
+    parser.add_argument("--gateway-source", type=Path, default=GATEWAY_SOURCE,
+                        help="the compiled gateway's Go source (built when Go is installed)")
     parser.add_argument("--no-record", action="store_true", help=f"do not append to {RESULTS.name}")
     args = parser.parse_args(argv)
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
     data = Path(tempfile.mkdtemp(prefix="callpipe-bench-"))
     try:
+        gateway = build_gateway(args.gateway_source, data / "go-ingest")
         running = stack.up(data, stack.free_port(), stack.free_port(), None)
         try:
-            figures = measure(args, running.bootstrap, running.kafka_pid)
+            figures = measure(args, running.bootstrap, running.kafka_pid, gateway)
             floor = measure_floor(running.bootstrap)
         finally:
             stack.down(data)

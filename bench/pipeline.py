@@ -6,14 +6,15 @@ bench/pipeline.png and prints a Markdown table.
 
     python -m bench.pipeline --rates 100 300 1000 1500 --step 60
 
-Per step and per process: CPU-ms per webhook with the process's idle CPU (measured before the first step)
-subtracted; achieved rate (answers per second); the answer's p50/p95; POST -> visible: for every SMS whose first
-webhook is sent in the step, the time until its row is in `sms` (ingest, Kafka, the streams workers, Kafka
-again, the sink), polled every 0.25 s; consumer lag of the streams and sink groups when the step's sending
-ends and after a drain of at most `--drain` seconds. Traffic: copies of the sample (deploy/sample/generate.py
-with other seeds and ids, as bench/soak.py makes them), each rotated to its own phase of the sample's hour and
-compressed into the step, generated before the step so that the load generator costs only its socket writes
-(bench/ingest_load.py's client: open-loop at a rate, closed-loop for the maximum).
+Each phase starts with `--warmup` seconds of unrecorded traffic (the JVMs' warm-up would otherwise be charged to the
+first step). Per step and per process: CPU-ms per webhook with the process's idle CPU (measured before the first
+step) subtracted; achieved rate (answers per second); the answer's p50/p95; POST -> visible: for every SMS whose
+first webhook is sent in the step, the time until its row is in `sms` (ingest, Kafka, the streams workers, Kafka
+again, the sink), polled every 0.25 s; consumer lag of the streams and sink groups when the step's sending ends and
+after a drain of at most `--drain` seconds. Traffic: copies of the sample (deploy/sample/generate.py with other
+seeds and ids, as bench/soak.py makes them), each rotated to its own phase of the sample's hour and compressed into
+the step, generated before the step so that the load generator costs only its socket writes (bench/ingest_load.py's
+client: open-loop at a rate, closed-loop for the maximum).
 """
 
 from __future__ import annotations
@@ -281,6 +282,30 @@ def build_requests(rate: float, seconds: float, first_copy: int, port: int, tena
     return [(n / rate, request) for n, (*_, request) in enumerate(keyed[:math.ceil(rate * seconds)])]
 
 
+def run_step(step: Step, pipeline: Pipeline, full: bool, port: int, requests: list[tuple[float, bytes]],
+             args: argparse.Namespace) -> tuple[dict[str, float], float]:
+    """Send the step and wait for the drain; the CPU seconds each process spent and the wall time it took."""
+    probes = Probes(pipeline.services if full else None)
+    poller = threading.Thread(target=probes.poll_until_stopped, daemon=True)
+    poller.start()
+    cpu0, t0 = pipeline.cpu(), time.perf_counter()
+    uvloop.run(send_step(step, port, requests, args.connections, args.step, probes))
+    step.lag_at_end = pipeline.lag()
+    drain_began = time.perf_counter()
+    if full:
+        while time.perf_counter() - drain_began < args.drain:
+            lag = pipeline.lag()
+            if not any(lag.values()) and not probes.pending:
+                step.drain_s = round(time.perf_counter() - drain_began, 1)
+                break
+            time.sleep(1)
+    cpu1, t1 = pipeline.cpu(), time.perf_counter()
+    probes.stopping.set()
+    poller.join()
+    step.visible_s, step.probes_unseen = probes.visible, len(probes.pending)
+    return {n: cpu1[n] - cpu0[n] for n in cpu1}, t1 - t0
+
+
 def run_phase(phase: str, full: bool, env: dict[str, str], args: argparse.Namespace) -> list[dict[str, Any]]:
     pipeline = Pipeline(Path(args.data) / phase, full, env)
     results = []
@@ -289,37 +314,28 @@ def run_phase(phase: str, full: bool, env: dict[str, str], args: argparse.Namesp
         assert pipeline.services is not None
         tenant, secret = pipeline.services.env["INGEST_TENANTS"].split(",")[0].split(":", 1)
         port = int(pipeline.services.ingest_url.rsplit(":", 1)[1])
+        first_copy = 0  # each step its own copies: no step re-sends another's webhooks
+        if args.warmup:
+            # Not recorded: the JVMs (broker, registry) compile their hot paths during the first minute of traffic,
+            # which would otherwise be charged to the first step.
+            warmup = Step("warm-up", args.warmup_rate)
+            run_step(warmup, pipeline, full, port,
+                     build_requests(args.warmup_rate, args.warmup, first_copy, port, tenant, secret), args)
+            first_copy += math.ceil(args.warmup_rate * args.warmup / PER_TIMELINE)
+            stack.say(f"{phase} warm-up: {warmup.sent} webhooks, drained in {warmup.drain_s} s")
         before, began = pipeline.cpu(), time.perf_counter()
         time.sleep(args.idle)
         idle_per_s = {n: (c - before[n]) / (time.perf_counter() - began) for n, c in pipeline.cpu().items()}
         steps = [Step(f"{r:g}/s", r) for r in args.rates] + ([Step("max", None)] if args.max else [])
-        first_copy = 0  # each step its own copies: no step re-sends another's webhooks
         for step in steps:
             rate = step.offered or args.max_schedule_rate
             requests = build_requests(rate, args.step, first_copy, port, tenant, secret)
             first_copy += math.ceil(rate * args.step / PER_TIMELINE)
             stack.say(f"{phase} {step.name}: {len(requests)} requests ready")
-            probes = Probes(pipeline.services if full else None)
-            poller = threading.Thread(target=probes.poll_until_stopped, daemon=True)
-            poller.start()
-            cpu0, t0 = pipeline.cpu(), time.perf_counter()
-            uvloop.run(send_step(step, port, requests, args.connections, args.step, probes))
-            step.lag_at_end = pipeline.lag()
-            drain_began = time.perf_counter()
-            if full:
-                while time.perf_counter() - drain_began < args.drain:
-                    lag = pipeline.lag()
-                    if not any(lag.values()) and not probes.pending:
-                        step.drain_s = round(time.perf_counter() - drain_began, 1)
-                        break
-                    time.sleep(1)
-            cpu1, t1 = pipeline.cpu(), time.perf_counter()
-            probes.stopping.set()
-            poller.join()
-            step.visible_s, step.probes_unseen = probes.visible, len(probes.pending)
+            cpu, wall = run_step(step, pipeline, full, port, requests, args)
             answered = max(1, sum(step.statuses.values()))
-            step.cpu_ms = {n: round(max(0.0, cpu1[n] - cpu0[n] - idle_per_s[n] * (t1 - t0)) * 1000 / answered, 3)
-                           for n in cpu1}
+            step.cpu_ms = {n: round(max(0.0, spent - idle_per_s[n] * wall) * 1000 / answered, 3)
+                           for n, spent in cpu.items()}
             results.append({**step.summary(), "phase": phase, "env": env,
                             "idle_cpu_per_s": {n: round(v, 4) for n, v in idle_per_s.items()}})
             stack.say(json.dumps(results[-1]))
@@ -377,6 +393,8 @@ def main() -> int:
     parser.add_argument("--max-schedule-rate", type=float, default=2000,
                         help="the schedule the closed-loop step draws its requests from")
     parser.add_argument("--step", type=float, default=60, help="seconds of sending per step")
+    parser.add_argument("--warmup", type=float, default=30, help="seconds of unrecorded traffic before the steps")
+    parser.add_argument("--warmup-rate", type=float, default=200)
     parser.add_argument("--idle", type=float, default=20, help="seconds of idle CPU measured before the steps")
     parser.add_argument("--drain", type=float, default=60, help="longest wait for the lag to reach 0")
     parser.add_argument("--pause", type=float, default=5)

@@ -143,6 +143,9 @@ class Soak:
             row[f"rocksdb_kib_{name}"] = int(metrics.get(
                 'callpipe_streams_rocksdb_memory_bytes{what="block_cache"}', 0)) // 1024
             row[f"python_blocks_{name}"] = int(metrics.get("callpipe_streams_python_allocated_blocks", 0))
+            for what in ("in_use", "free"):
+                row[f"malloc_{what}_kib_{name}"] = int(metrics.get(
+                    f'callpipe_streams_malloc_bytes{{what="{what}"}}', 0)) // 1024
         row["state_entries"] = sum(tables.values())
         row.update({f"entries_{table}": entries for table, entries in tables.items()})
         self.samples.append(row)
@@ -242,9 +245,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=90)
 
 
-def growth(samples: list[dict[str, Any]], key: str, since_s: float) -> float | None:
-    """(last - first) / first of `key` over the samples after `since_s` (the last 40 minutes)."""
-    values = [s[key] for s in samples if s["t"] >= since_s and s.get(key)]
+def growth(samples: list[dict[str, Any]], key: str, since_s: float, until_s: float) -> float | None:
+    """(last - first) / first of `key` over the samples from `since_s` (the last 40 minutes) to `until_s` (the
+    last restart: a restarted worker starts over, which is not growth)."""
+    values = [s[key] for s in samples if since_s <= s["t"] < until_s and s.get(key)]
     return None if len(values) < 2 else round((values[-1] - values[0]) / values[0], 3)
 
 
@@ -285,6 +289,7 @@ def main() -> int:
         port = int(services.ingest_url.rsplit(":", 1)[1])
         uvloop.run(drive(soak, args, port, tenant, secret, data))
         last_40 = args.duration - 2400
+        last_restart = max((r["at_s"] for r in soak.restarts if r["at_s"] > last_40), default=float("inf"))
         counters = [scrape(p) for p in ports.values()]
         late = {k: sum(c.get(k, 0) for c in counters) for k in {k for c in counters for k in c}
                 if k.startswith(("callpipe_streams_late_total", "callpipe_streams_evictions_total",
@@ -294,10 +299,10 @@ def main() -> int:
             "rate": args.rate, "duration_s": args.duration, "retention_s": args.retention,
             "sent": soak.sent, "statuses": soak.statuses, "connection_errors": soak.errors,
             "processes": list(pids), "restarts": soak.restarts, "samples": soak.samples,
-            "growth_last_40_min": {key: growth(soak.samples, key, last_40)
+            "growth_last_40_min": {key: growth(soak.samples, key, last_40, last_restart)
                                    for key in ("state_entries", *(f"rss_{n}" for n in pids),
                                                *sorted({k for s in soak.samples for k in s
-                                                        if k.startswith("entries_")}))},
+                                                        if k.startswith(("entries_", "malloc_", "rocksdb_"))}))},
         }
         (OUT / "soak.json").write_text(json.dumps(result, indent=1))
         plot(result, OUT / "soak.png")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import faust
 
 from broker.admin import callpipe_topics, ensure_topics
-from runtime import logs
+from runtime import logs, malloc
 from streams.faustapp.app import create_app
 from streams.settings import from_env
 
 
 def main() -> None:
     settings = from_env()
+    malloc.limit_arenas(settings.malloc_arenas)
     logs.setup(settings.log_level)
     ensure_topics(settings.kafka_bootstrap, callpipe_topics(settings.app_id))
     settings.data_dir.mkdir(parents=True, exist_ok=True)

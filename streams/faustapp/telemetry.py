@@ -10,6 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from runtime import malloc
+
 
 class _StateEntries(Collector):
     """Entries per state table, counted at scrape time (`entries` of each table)."""
@@ -39,8 +41,8 @@ class _CommitLag(Collector):
 
 
 class _Memory(Collector):
-    """Where a worker's memory goes: RocksDB's shared cache (memtables are charged to it) apart from the Python
-    heap, so that a growing RSS can be told apart from a growing store."""
+    """Where a worker's memory goes: RocksDB's shared cache (memtables are charged to it), the Python heap and
+    glibc's arenas (live and free bytes), so that a growing RSS can be told apart from a growing store."""
 
     def __init__(self, rocksdb: Mapping[str, Callable[[], int]]) -> None:
         self.rocksdb = rocksdb
@@ -54,6 +56,14 @@ class _Memory(Collector):
         yield GaugeMetricFamily("callpipe_streams_python_allocated_blocks",
                                 "Memory blocks the Python allocator holds (sys.getallocatedblocks)",
                                 value=sys.getallocatedblocks())
+        glibc = malloc.usage()
+        if glibc is not None:
+            family = GaugeMetricFamily("callpipe_streams_malloc_bytes",
+                                       "Bytes in glibc's arenas: allocated (in_use) and free but resident (free)",
+                                       labels=["what"])
+            family.add_metric(["in_use"], glibc.in_use)
+            family.add_metric(["free"], glibc.free)
+            yield family
 
 
 class StreamsTelemetry:
