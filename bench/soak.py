@@ -124,7 +124,9 @@ class Soak:
         self.services, self.pids, self.metrics_ports = services, pids, metrics_ports
         self.samples: list[dict[str, Any]] = []
         self.restarts: list[dict[str, float]] = []
-        self.sent = self.errors = 0
+        self.sent = 0
+        self.errors: list[float] = []
+        """When (seconds into the run) a request's connection closed before its answer."""
         self.statuses: dict[int, int] = {}
         self.restarting = threading.Lock()
 
@@ -191,7 +193,7 @@ async def drive(soak: Soak, args: argparse.Namespace, port: int, tenant: str, se
             status = await conn.send(request)
             soak.statuses[status] = soak.statuses.get(status, 0) + 1
         except ConnectionError:
-            soak.errors += 1
+            soak.errors.append(round(time.perf_counter() - start, 1))
             _, conn = await loop.create_connection(Connection, "127.0.0.1", port)
         conns.put_nowait(conn)
 
@@ -297,7 +299,8 @@ def main() -> int:
         result = {
             "machine": machine(), "late_and_evicted_since_each_workers_start": late,
             "rate": args.rate, "duration_s": args.duration, "retention_s": args.retention,
-            "sent": soak.sent, "statuses": soak.statuses, "connection_errors": soak.errors,
+            "sent": soak.sent, "statuses": soak.statuses, "connection_errors": len(soak.errors),
+            "connection_errors_at_s": soak.errors,
             "processes": list(pids), "restarts": soak.restarts, "samples": soak.samples,
             "growth_last_40_min": {key: growth(soak.samples, key, last_40, last_restart)
                                    for key in ("state_entries", *(f"rss_{n}" for n in pids),
