@@ -8,6 +8,9 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /app
 
+# jemalloc for the streams workers (runtime/malloc.py)
+RUN apt-get update && apt-get install -y --no-install-recommends libjemalloc2 && rm -rf /var/lib/apt/lists/*
+
 # The packages one by one rather than `COPY . .`: the checkout holds .venv, .data and .cache (hundreds of MB).
 COPY pyproject.toml README.md ./
 COPY broker/ broker/

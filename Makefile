@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-* && touch $@
 
 setup: $(STAMP)
+	@sh deploy/local/install-jemalloc.sh
 	@$(BIN)/python -m deploy.local.stack fetch
 
 run: setup

@@ -1,9 +1,11 @@
 """Soak (run by hand, alone on the machine): the whole pipeline for an hour at a constant rate of the sample's mix,
 with a short retention so that eviction happens inside the hour. Every `--every` seconds it samples each
 process's RSS and the streams workers' state entries; at 10 minutes (a quarter of a shorter run) and 3 minutes
-before the end it restarts one streams worker and times its recovery. Writes bench/soak.json and bench/soak.png.
+before the end it restarts one streams worker `--restarts` times in a row and times each recovery (their median is
+the point's restart time: a single restart's time varies by seconds with the group's rebalance). Writes
+bench/soak.json and bench/soak.png.
 
-    python -m bench.soak --duration 3600 --rate 100 --retention 300
+    python -m bench.soak --duration 3600 --rate 100 --retention 300 --rocksdb-memory-mb 32
 
 Traffic: many copies of the sample's hour (deploy/sample/generate.py with other seeds and ids), one starting
 every 520/rate seconds, each with its provider times on the wall clock of its start, and copies already under way
@@ -11,6 +13,9 @@ at t=0, so that the rate is constant from the first second and event time follow
 retention and the metric windows are event time). Sent open-loop over keep-alive connections
 (bench/ingest_load.py's client). The changelogs' segments and tombstones are kept in proportion to the short
 retention (`segment.ms` 60 s, `delete.retention.ms` = the retention) so that compaction runs inside the hour.
+`--rocksdb-memory-mb` sizes the workers' RocksDB cache the same way: a worker holding 48 h of a provider's traffic
+has far more state than its cache, which is full minutes after a start, but 5 minutes of state fill the default
+128 MiB only with the blocks of files compaction deleted since, which takes 40 minutes (soak run 7).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import itertools
 import json
 import os
 import shutil
+import statistics
 import threading
 import time
 import urllib.request
@@ -119,6 +125,9 @@ def shorten_changelogs(bootstrap: str, app_id: str, retention_s: int) -> None:
         future.result(timeout=30)
 
 
+RESTART_SETTLE_S = 20.0
+
+
 class Soak:
     def __init__(self, services: Services, pids: dict[str, int], metrics_ports: dict[str, int]) -> None:
         self.services, self.pids, self.metrics_ports = services, pids, metrics_ports
@@ -129,6 +138,11 @@ class Soak:
         """When (seconds into the run) a request's connection closed before its answer."""
         self.statuses: dict[int, int] = {}
         self.restarting = threading.Lock()
+
+    def allocator(self) -> str:
+        metrics = scrape(self.metrics_ports["streams"])
+        labels = [key for key in metrics if key.startswith("callpipe_streams_malloc_bytes")]
+        return labels[0].split('allocator="')[1].split('"')[0] if labels else "unknown"
 
     def sample(self, t: float) -> None:
         row: dict[str, Any] = {"t": round(t, 1), "sent": self.sent}
@@ -146,16 +160,21 @@ class Soak:
                 'callpipe_streams_rocksdb_memory_bytes{what="block_cache"}', 0)) // 1024
             row[f"python_blocks_{name}"] = int(metrics.get("callpipe_streams_python_allocated_blocks", 0))
             for what in ("in_use", "free"):
-                row[f"malloc_{what}_kib_{name}"] = int(metrics.get(
-                    f'callpipe_streams_malloc_bytes{{what="{what}"}}', 0)) // 1024
+                row[f"malloc_{what}_kib_{name}"] = sum(
+                    int(value) for key, value in metrics.items()
+                    if key.startswith(f'callpipe_streams_malloc_bytes{{what="{what}",')) // 1024
         row["state_entries"] = sum(tables.values())
         row.update({f"entries_{table}": entries for table, entries in tables.items()})
         self.samples.append(row)
 
-    def restart_worker(self, t: float, data: Path) -> None:
-        """Stop streams-2 cleanly, start it again, time until its tables are recovered (one restart at a time)."""
+    def restart_worker(self, t: float, data: Path, times: int) -> None:
+        """Stop streams-2 cleanly, start it again, time until its tables are recovered; `times` in a row, each after
+        the group settled from the one before (one point's restarts at a time)."""
         with self.restarting:
-            self._restart(t, data)
+            for n in range(times):
+                if n:
+                    time.sleep(RESTART_SETTLE_S)
+                self._restart(t, data)
 
     def _restart(self, t: float, data: Path) -> None:
         name = "streams-2"
@@ -223,7 +242,7 @@ async def drive(soak: Soak, args: argparse.Namespace, port: int, tenant: str, se
             next_sample += args.every
         if restarts and elapsed >= restarts[0]:
             restarts.pop(0)
-            background.append(loop.run_in_executor(None, soak.restart_worker, elapsed, data))
+            background.append(loop.run_in_executor(None, soak.restart_worker, elapsed, data, args.restarts))
     await asyncio.gather(*tasks, *background)
 
 
@@ -253,6 +272,14 @@ def plot(result: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=90)
 
 
+def restart_medians(restarts: list[dict[str, float]]) -> dict[str, float]:
+    """Each point's median recovery (a new process started -> its tables recovered), keyed by the point's time."""
+    points: dict[float, list[float]] = {}
+    for restart in restarts:
+        points.setdefault(restart["at_s"], []).append(restart["recovery_s"])
+    return {str(at): round(statistics.median(times), 2) for at, times in points.items()}
+
+
 def growth(samples: list[dict[str, Any]], key: str, since_s: float, until_s: float) -> float | None:
     """(last - first) / first of `key` over the samples from `since_s` (the last 40 minutes) to `until_s` (the
     last restart: a restarted worker starts over, which is not growth)."""
@@ -267,6 +294,8 @@ def main() -> int:
     parser.add_argument("--retention", type=int, default=300)
     parser.add_argument("--every", type=float, default=10)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--restarts", type=int, default=3, help="restarts in a row at each point")
+    parser.add_argument("--rocksdb-memory-mb", type=int, help="the workers' STREAMS_ROCKSDB_MEMORY_MB (their default)")
     parser.add_argument("--log-level", default="WARNING", help="the services' LOG_LEVEL")
     args = parser.parse_args()
     data = Path(os.environ.get("SOAK_DATA", "/tmp/callpipe-soak"))
@@ -281,7 +310,8 @@ def main() -> int:
         services = Services(data, service_env(
             data, running.bootstrap, running.registry_url, INGEST_PORT=str(stack.free_port()),
             SINK_QUERY_PORT=str(stack.free_port()), STREAMS_RETENTION_S=str(args.retention),
-            STREAMS_METRIC_GRACE_S=str(args.retention), LOG_LEVEL=args.log_level))
+            STREAMS_METRIC_GRACE_S=str(args.retention), LOG_LEVEL=args.log_level,
+            **({"STREAMS_ROCKSDB_MEMORY_MB": str(args.rocksdb_memory_mb)} if args.rocksdb_memory_mb else {})))
         services.spawn("sink")
         services.spawn("streams", STREAMS_METRICS_PORT=str(ports["streams"]))
         services.spawn("streams-2", module="streams", STREAMS_DATA_DIR=str(data / "streams-2"),
@@ -307,7 +337,9 @@ def main() -> int:
             "rate": args.rate, "duration_s": args.duration, "retention_s": args.retention,
             "sent": soak.sent, "statuses": soak.statuses, "connection_errors": len(soak.errors),
             "connection_errors_at_s": soak.errors,
-            "processes": list(pids), "restarts": soak.restarts, "samples": soak.samples,
+            "rocksdb_memory_mb": args.rocksdb_memory_mb, "allocator": soak.allocator(),
+            "processes": list(pids), "restarts": soak.restarts, "restart_medians_s": restart_medians(soak.restarts),
+            "samples": soak.samples,
             "growth_last_40_min": {key: growth(soak.samples, key, last_40, last_restart)
                                    for key in ("state_entries", *(f"rss_{n}" for n in pids),
                                                *sorted({k for s in soak.samples for k in s

@@ -37,6 +37,13 @@ def number(name: str, default: float) -> float:
         raise SystemExit(f"error: {name}={raw!r} is not a number") from None
 
 
+def choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    value = text(name, default).strip() or default
+    if value not in choices:
+        raise SystemExit(f"error: {name}={value!r} is not one of {', '.join(choices)}")
+    return value
+
+
 def kafka_bootstrap() -> str:
     """`KAFKA_BOOTSTRAP_SERVERS`: the brokers every service talks to."""
     return text("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP)

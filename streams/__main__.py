@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import faust
 
 from broker.admin import callpipe_topics, ensure_topics
@@ -12,8 +14,11 @@ from streams.settings import from_env
 
 def main() -> None:
     settings = from_env()
+    if settings.allocator == "jemalloc":
+        malloc.run_on_jemalloc(settings.malloc_arenas)  # when it is installed, the process starts over on it
     malloc.limit_arenas(settings.malloc_arenas)
     logs.setup(settings.log_level)
+    logging.getLogger("callpipe.streams").info("allocator", extra={"allocator": malloc.allocator()})
     ensure_topics(settings.kafka_bootstrap, callpipe_topics(settings.app_id))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)

@@ -21,9 +21,11 @@ class Settings:
     """Faust's table store: `rocksdb://` (local, persistent: a restart reads the changelog tail) or `memory://`."""
     rocksdb_memory_mb: int
     """RocksDB's block cache, shared by every table and partition of the worker; memtables are charged to it."""
+    allocator: str
+    """`jemalloc` (when installed; else glibc's) or `glibc`: the C allocator of the worker (runtime/malloc.py)."""
     malloc_arenas: int
     malloc_trim_interval_s: float
-    """glibc's arenas at most (0: its default) and how often free pages are given back (0: never); runtime/malloc.py."""
+    """The allocator's arenas at most (0: its default) and how often free pages are given back (0: never)."""
     fetch_min_bytes: int
     fetch_max_wait_ms: int
     """A fetch returns once it has `fetch_min_bytes` or after `fetch_max_wait_ms` (streams/faustapp/patches.py, 10.)."""
@@ -52,6 +54,7 @@ def from_env() -> Settings:
         data_dir=Path(env.text("STREAMS_DATA_DIR", ".data/streams")),
         store=env.text("STREAMS_STORE", "rocksdb://"),
         rocksdb_memory_mb=env.integer("STREAMS_ROCKSDB_MEMORY_MB", 128),
+        allocator=env.choice("STREAMS_ALLOCATOR", ("jemalloc", "glibc"), "jemalloc"),
         malloc_arenas=env.integer("STREAMS_MALLOC_ARENAS", 2),
         malloc_trim_interval_s=env.number("STREAMS_MALLOC_TRIM_INTERVAL_S", 60.0),
         fetch_min_bytes=env.integer("STREAMS_FETCH_MIN_BYTES", 1),

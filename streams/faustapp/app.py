@@ -215,7 +215,7 @@ def create_app(settings: Settings) -> faust.App:
     if settings.malloc_trim_interval_s:
         @app.timer(interval=settings.malloc_trim_interval_s)
         async def trim() -> None:
-            # ctypes lets go of the GIL: the loop goes on while glibc walks its arenas (~0.1 s per 200 MB freed)
+            # ctypes lets go of the GIL: the loop goes on while the allocator walks its arenas (~0.1 s per 200 MB freed)
             await asyncio.to_thread(malloc.trim)
 
         del trim

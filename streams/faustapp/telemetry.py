@@ -56,13 +56,13 @@ class _Memory(Collector):
         yield GaugeMetricFamily("callpipe_streams_python_allocated_blocks",
                                 "Memory blocks the Python allocator holds (sys.getallocatedblocks)",
                                 value=sys.getallocatedblocks())
-        glibc = malloc.usage()
-        if glibc is not None:
+        held = malloc.usage()
+        if held is not None:
             family = GaugeMetricFamily("callpipe_streams_malloc_bytes",
-                                       "Bytes in glibc's arenas: allocated (in_use) and free but resident (free)",
-                                       labels=["what"])
-            family.add_metric(["in_use"], glibc.in_use)
-            family.add_metric(["free"], glibc.free)
+                                       "Bytes the C allocator handed out (in_use) and holds resident besides (free)",
+                                       labels=["what", "allocator"])
+            family.add_metric(["in_use", malloc.allocator()], held.in_use)
+            family.add_metric(["free", malloc.allocator()], held.free)
             yield family
 
 
