@@ -67,6 +67,8 @@ class Step:
     cpu_ms: dict[str, float] = field(default_factory=dict)
     lag_at_end: dict[str, int] = field(default_factory=dict)
     drain_s: float | None = None
+    records: dict[str, float] = field(default_factory=dict)
+    """Records written per webhook answered, by kind of topic (`topic_kind`)."""
 
     def summary(self) -> dict[str, Any]:
         def pct(values: list[float], q: int) -> float | None:
@@ -82,7 +84,8 @@ class Step:
             "probes": len(self.visible_s) + self.probes_unseen, "probes_unseen": self.probes_unseen,
             "cpu_ms_per_webhook": self.cpu_ms,
             "cpu_ms_per_webhook_total": round(sum(self.cpu_ms.values()), 3),
-            "lag_at_end": self.lag_at_end, "drain_s": self.drain_s,
+            "lag_at_end": self.lag_at_end, "drain_s": self.drain_s, "records_per_webhook": self.records,
+            "records_per_webhook_total": round(sum(self.records.values()), 2),
         }
 
 
@@ -143,10 +146,14 @@ class Probes:
                     self.visible.append(now - sent_at)
 
 
+def watermarks_probe(bootstrap: str) -> Consumer:
+    return Consumer({"bootstrap.servers": bootstrap, "group.id": "callpipe-bench-probe", "enable.auto.commit": False})
+
+
 def group_lag(bootstrap: str, groups: list[str]) -> dict[str, int]:
     """Messages past each group's committed offsets, over the topics it has committed."""
     admin = AdminClient(admin_config(bootstrap))
-    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "callpipe-bench-lag", "enable.auto.commit": False})
+    probe = watermarks_probe(bootstrap)
     out = {}
     try:
         for group in groups:
@@ -161,6 +168,27 @@ def group_lag(bootstrap: str, groups: list[str]) -> dict[str, int]:
     finally:
         probe.close()
     return out
+
+
+def topic_records(bootstrap: str) -> dict[str, int]:
+    """Records each topic holds (the sum of its partitions' high watermarks; nothing is deleted within a run)."""
+    probe = watermarks_probe(bootstrap)
+    try:
+        return {name: sum(probe.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1]
+                          for p in meta.partitions)
+                for name, meta in probe.list_topics(timeout=10).topics.items() if not name.startswith("__")}
+    finally:
+        probe.close()
+
+
+def topic_kind(name: str) -> str:
+    """The topic's share of the traffic: what ingest writes, what the streams stage keeps or says to itself, and what
+    it publishes."""
+    if name.endswith("-changelog"):
+        return "changelogs"
+    if name.startswith(topics.STREAMS_APP_ID):
+        return name[len(topics.STREAMS_APP_ID) + 1:]
+    return "out" if ".out." in name else "ingest"
 
 
 class Pipeline:
@@ -202,6 +230,10 @@ class Pipeline:
 
     def cpu(self) -> dict[str, float]:
         return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def records(self) -> dict[str, int]:
+        assert self.running is not None
+        return topic_records(self.running.bootstrap)
 
     def lag(self) -> dict[str, int]:
         assert self.running is not None
@@ -288,6 +320,7 @@ def run_step(step: Step, pipeline: Pipeline, full: bool, port: int, requests: li
     probes = Probes(pipeline.services if full else None)
     poller = threading.Thread(target=probes.poll_until_stopped, daemon=True)
     poller.start()
+    records0 = pipeline.records()
     cpu0, t0 = pipeline.cpu(), time.perf_counter()
     uvloop.run(send_step(step, port, requests, args.connections, args.step, probes))
     step.lag_at_end = pipeline.lag()
@@ -300,6 +333,12 @@ def run_step(step: Step, pipeline: Pipeline, full: bool, port: int, requests: li
                 break
             time.sleep(1)
     cpu1, t1 = pipeline.cpu(), time.perf_counter()
+    records1 = pipeline.records()
+    answered = max(1, sum(step.statuses.values()))
+    for name, count in records1.items():
+        kind = topic_kind(name)
+        step.records[kind] = step.records.get(kind, 0) + count - records0.get(name, 0)
+    step.records = {kind: round(count / answered, 2) for kind, count in sorted(step.records.items())}
     probes.stopping.set()
     poller.join()
     step.visible_s, step.probes_unseen = probes.visible, len(probes.pending)
@@ -348,13 +387,14 @@ def run_phase(phase: str, full: bool, env: dict[str, str], args: argparse.Namesp
 def table(results: list[dict[str, Any]]) -> str:
     processes = sorted({p for r in results for p in r["cpu_ms_per_webhook"]})
     head = ["phase", "step", "answered/s", "accepted/s", "answer p95 ms", "visible p50 ms", "visible p95 ms",
-            "lag at end", "drain s", *(f"{p} ms" for p in processes), "total ms"]
+            "lag at end", "drain s", "records/webhook", *(f"{p} ms" for p in processes), "total ms"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         cells = [r["phase"], r["step"], r["achieved_per_s"], r.get("accepted_per_s", "-"), r["answer_p95_ms"],
                  r["visible_p50_ms"], r["visible_p95_ms"],
                  sum(r["lag_at_end"].values()) if r["lag_at_end"] else "-", r["drain_s"],
-                 *(r["cpu_ms_per_webhook"].get(p, "-") for p in processes), r["cpu_ms_per_webhook_total"]]
+                 r.get("records_per_webhook_total", "-"), *(r["cpu_ms_per_webhook"].get(p, "-") for p in processes),
+                 r["cpu_ms_per_webhook_total"]]
         lines.append("| " + " | ".join("-" if c is None else str(c) for c in cells) + " |")
     return "\n".join(lines)
 

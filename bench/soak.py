@@ -162,7 +162,7 @@ class Soak:
             for what in ("in_use", "free"):
                 row[f"malloc_{what}_kib_{name}"] = sum(
                     int(value) for key, value in metrics.items()
-                    if key.startswith(f'callpipe_streams_malloc_bytes{{what="{what}",')) // 1024
+                    if key.startswith("callpipe_streams_malloc_bytes{") and f'what="{what}"' in key) // 1024
         row["state_entries"] = sum(tables.values())
         row.update({f"entries_{table}": entries for table, entries in tables.items()})
         self.samples.append(row)

@@ -412,7 +412,7 @@ def test_metric_windows_equal_sql_over_the_views_after_a_worker_is_killed_and_re
     assert "callpipe_streams_commit_lag{" in metrics
     assert 'callpipe_streams_rocksdb_memory_bytes{what="memtables"}' in metrics
     allocator = "jemalloc" if ctypes.util.find_library("jemalloc") else "glibc"  # STREAMS_ALLOCATOR's default
-    assert f'callpipe_streams_malloc_bytes{{what="free",allocator="{allocator}"}}' in metrics
+    assert f'callpipe_streams_malloc_bytes{{allocator="{allocator}",what="free"}}' in metrics
     assert any(line.startswith('callpipe_streams_records_out_total{topic="callpipe.out.metrics.v1"}')
                for line in metrics.splitlines())
     log_lines = cluster.services.log("streams").read_text().splitlines()
