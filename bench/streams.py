@@ -36,13 +36,14 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from bench.host import cpu_seconds, machine
-from broker.config import consumer_config, producer_config
+from broker.config import consumer_config, partition_for, producer_config
 from deploy.local import stack
 from deploy.local.services import create_topics, service_env
 from schemas import topics
@@ -53,7 +54,7 @@ from streams.batch import state_codec
 from streams.batch.entities import Entities
 from streams.batch.events import Event
 from streams.batch.staging import Staged, dict_writer
-from streams.batch.tenants import share_message
+from streams.batch.tenants import messages as tenant_messages
 from streams.domain import correlate
 from streams.domain.billing.metrics import ENTITY_CALL
 from streams.domain.billing.rating import rate_call
@@ -155,10 +156,7 @@ def batch_pass(events: list[tuple[str, str, bytes]], batch_size: int = 1000) -> 
             table.flush()
         for output in batch.outputs.values():
             avro.encode(output.topic.name, output.topic.schema, output.record)
-        for entity, record in batch.feed.values():
-            state_codec.encode({"entity": entity, "record": record})
-        for partition, window, share in batch.shares:
-            share_message(partition, window, share, agent.shares.clocks.get(partition))
+        tenant_messages(batch, agent.shares.clocks, partial(partition_for, partitions=topics.PARTITIONS))
     return Rate(len(events), time.process_time() - cpu, time.perf_counter() - wall)
 
 

@@ -27,11 +27,11 @@ from schemas.codec import SingleObjectCodec
 from sinks.schema.tables import DEAD_LETTERS, catalog
 from sinks.write.batcher import Entry, InsertBatch
 from sinks.write.writer import Writer
-from streams.batch import state_codec
 from streams.batch.entities import Entities
 from streams.batch.events import Batch, Event, Tick
 from streams.batch.staging import Staged, dict_writer
-from streams.batch.tenants import Tenants, share_message
+from streams.batch.tenants import Tenants
+from streams.batch.tenants import messages as tenant_messages
 from streams.domain.billing.rating import DEFAULT_PLAN
 
 TENANT = "demo"
@@ -43,7 +43,6 @@ FINAL_TICK = timedelta(days=1)  # far beyond INACTIVITY: every call without an e
 HEADERS = {"content-type": "application/json", "user-agent": "callpipe-sample-load"}
 
 
-TENANT_FEED = "tenant-feed"  # stands for the tenant-feed topic: any name but the balance alerts'
 
 
 class _Pipeline:
@@ -73,10 +72,7 @@ class _Pipeline:
     def run_entities(self, items: list[Event | Tick], now: datetime) -> None:
         batch = self.run(self.entities, self.entities.process(items, now))
         assert not batch.late, batch.late
-        feed = [Event(TENANT_FEED, 0, 0, state_codec.encode({"entity": entity, "record": record}))
-                for entity, record in batch.feed.values()]
-        feed += [Event(topics.WINDOW_SHARES, 0, 0, share_message(p, window, share, self.entities.shares.clocks.get(p)))
-                 for p, window, share in batch.shares]
+        feed = [Event(m.topic, 0, 0, m.value) for m in tenant_messages(batch, self.entities.shares.clocks, lambda _: 0)]
         if feed:
             self.run(self.tenants, self.tenants.process(feed, now))
 

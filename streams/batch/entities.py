@@ -220,8 +220,10 @@ class Entities:
         old: MetricEntity | None = self.registers.get(register)
         if old is not None and old["settled"] is not None:
             # Its entity's state was evicted and an event within the retention started it again: what it counted
-            # is settled and stays so (docs/DESIGN.md, "State lifecycle").
-            batch.late.append(Late(entity, register, record, LATE_SETTLED))
+            # is settled and stays so (docs/DESIGN.md, "State lifecycle"). A version it counted already is the
+            # replay of the batch that settled it (a crash after the mark was written), not a late record.
+            if record["version"] > old["version"]:
+                batch.late.append(Late(entity, register, record, LATE_SETTLED))
             return
         new = metrics.revise(old, record, entity, partition, now)
         if new is None:

@@ -7,6 +7,10 @@ one before, a repeated one changes nothing), so the window is the sum of its par
 and however often they arrive. Each window and balance the batch touched is published once, at its value after
 the whole batch. No Faust or Kafka import (see streams/batch/entities.py).
 
+The entities agent sends both as bundles (`messages`): one message per topic and destination partition and batch,
+a JSON array of items, each on the partition its own key (tenant, window) would have, so that the windows and
+balances stay where their keys put them while a batch costs a few messages instead of one per item.
+
 Lifecycle: the agent's event-time clock per partition is the latest clock the shares it read carry; a window
 closes `grace` after its end on that clock and is evicted (a tombstone). A share of a closed window is late: it
 is counted (`Batch.late_shares`) and dropped, so that an evicted window is never published again with part of its
@@ -15,7 +19,8 @@ sum.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
@@ -40,10 +45,43 @@ class WindowState(TypedDict):
     """The partition of the window's key (which holds the window)."""
 
 
+BUNDLE_ITEMS = 500
+"""Items per message at most: a share is ~0.3 kB, well under the topics' 1 MB message limit."""
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    partition: int
+    value: bytes
+
+
 def share_message(partition: int, window: WindowKey, share: WindowSum, clock: datetime | None) -> bytes:
-    """A partition's share of a window as the entities agent sends it (keyed by the window, `dump_key`)."""
+    """A partition's share of a window as the entities agent sends it (an item of a bundle, placed by `dump_key`)."""
     return codec.encode({"window": list(window), "partition": partition, "clock": clock,
                          **metric_state.dump_sum(share)})
+
+
+def messages(batch: Batch, clocks: Mapping[int, datetime], partition_of: Callable[[bytes], int]) -> list[Message]:
+    """What a batch of the entities agent sends this agent, in order: its rated records (placed by tenant) then its
+    window shares (placed by window), bundled per topic and destination partition (`partition_of`: the topics'
+    partitioner over an item's key)."""
+    items = [(topics.TENANT_FEED, record["tenant"].encode(), codec.encode({"entity": entity, "record": record}))
+             for entity, record in batch.feed.values()]
+    items += [(topics.WINDOW_SHARES, metric_state.dump_key(window).encode(),
+               share_message(partition, window, share, clocks.get(partition)))
+              for partition, window, share in batch.shares]
+    bundles: dict[tuple[str, int], list[bytes]] = {}
+    for topic, key, value in items:
+        bundles.setdefault((topic, partition_of(key)), []).append(value)
+    return [Message(topic, partition, b"[" + b",".join(values[n:n + BUNDLE_ITEMS]) + b"]")
+            for (topic, partition), values in bundles.items() for n in range(0, len(values), BUNDLE_ITEMS)]
+
+
+def _items(value: bytes) -> list[Any]:
+    """A bundle's items; a message of one item (what this agent read before bundles) is a bundle of one."""
+    loaded = codec.loads(value)
+    return loaded if isinstance(loaded, list) else [loaded]
 
 
 def _dump_window(state: WindowState) -> bytes:
@@ -99,23 +137,24 @@ class Tenants:
         for event in items:
             partitions.add(event.partition)
             try:
-                if event.topic == topics.WINDOW_SHARES:
-                    changed_windows |= self._share(batch, event.partition, codec.loads(event.value))
-                    continue
                 if event.topic == topics.BALANCE_ALERTS.name:
                     alert = self.decode(event.topic, event.value)
                     tenant = alert["tenant"]
-                    state = balance.apply_alert(self.balances.get(tenant), alert)
-                else:
-                    item = codec.loads(event.value)
-                    record = item["record"]
-                    tenant = record["tenant"]
-                    state = balance.settle(billing.spend(item["entity"], self.balances.get(tenant), record),
-                                           self.retention)
-                self.balances.put(event.partition, tenant, state)
-                changed_tenants.add(tenant)
+                    self.balances.put(event.partition, tenant, balance.apply_alert(self.balances.get(tenant), alert))
+                    changed_tenants.add(tenant)
+                    continue
+                items = _items(event.value)
             except (ValueError, KeyError, TypeError) as exc:
                 batch.failures.append((event, exc))
+                continue
+            for item in items:
+                try:
+                    if event.topic == topics.WINDOW_SHARES:
+                        changed_windows |= self._share(batch, event.partition, item)
+                    else:
+                        changed_tenants.add(self._spend(event.partition, item))
+                except (ValueError, KeyError, TypeError) as exc:  # the bundle is dead-lettered, its other items count
+                    batch.failures.append((event, exc))
         for key in sorted(changed_windows):
             window = metric_state.load_key(key)
             held: WindowState = self.windows.get(key)
@@ -126,6 +165,13 @@ class Tenants:
         for partition in sorted(partitions):
             batch.evicted["metric_windows"] += self._evict(partition)
         return batch
+
+    def _spend(self, partition: int, item: dict[str, Any]) -> str:
+        record = item["record"]
+        tenant: str = record["tenant"]
+        state = balance.settle(billing.spend(item["entity"], self.balances.get(tenant), record), self.retention)
+        self.balances.put(partition, tenant, state)
+        return tenant
 
     def _share(self, batch: Batch, partition: int, message: dict[str, Any]) -> set[str]:
         """The window keys to publish: the share's window, unless it is late."""

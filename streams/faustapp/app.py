@@ -9,7 +9,8 @@ batches (`STREAMS_BATCH_MAX_EVENTS` events or `STREAMS_BATCH_WINDOW_S`, whicheve
   values) and publishes the derived records. Ticks (sent by the leader every STREAMS_TICK_INTERVAL_S to every
   partition) let a partition emit provisional records for calls that went quiet.
   The agent also keeps each rated entity's metric register and publishes its partition's share of every metric
-  window the batch changed (streams/batch/window_shares.py), keyed by window, to an internal topic.
+  window the batch changed (streams/batch/window_shares.py) to an internal topic, bundled by the partition of the
+  window's key (streams/batch/tenants.py, `messages`).
 - `tenants` reads the balance alerts, an internal feed of rated calls and SMS keyed by tenant (balance spend), and
   the window shares, which it adds up into the metric windows.
 
@@ -31,16 +32,18 @@ from typing import Any
 import faust
 from faust.types import EventT, TableT, TopicT
 
+from broker.config import partition_for
 from runtime import malloc
 from schemas import topics
 from schemas.codec import codec_from_settings
-from streams.batch import metric_state, state_codec
+from streams.batch import state_codec
 from streams.batch.entities import Entities, table_names
 from streams.batch.events import Batch, Event, Late, Output, Tick
 from streams.batch.lifetimes import LateEvent
 from streams.batch.staging import Staged
 from streams.batch.tenants import TABLES as TENANT_TABLES
-from streams.batch.tenants import Tenants, share_message
+from streams.batch.tenants import Tenants
+from streams.batch.tenants import messages as tenant_messages
 from streams.faustapp.patches import App, Fetching, commit_lag, table_entries, write_to_table
 from streams.faustapp.telemetry import StreamsTelemetry
 from streams.settings import Settings
@@ -77,6 +80,10 @@ def raw_topic(app: faust.App, *names: str) -> TopicT:
                      partitions=topics.PARTITIONS)
 
 
+def internal_partition(key: bytes) -> int:
+    return partition_for(key, topics.PARTITIONS)
+
+
 def entity_source(app: faust.App) -> TopicT:
     return raw_topic(app, *(t.name for t in ENTITY_TOPICS), topics.TICKS)
 
@@ -105,8 +112,7 @@ def create_app(settings: Settings) -> faust.App:
 
     tenant_source = raw_topic(app, topics.BALANCE_ALERTS.name, topics.TENANT_FEED, topics.WINDOW_SHARES)
     ticks = raw_topic(app, topics.TICKS)
-    tenant_feed = raw_topic(app, topics.TENANT_FEED)
-    window_shares = raw_topic(app, topics.WINDOW_SHARES)
+    to_tenants = {name: raw_topic(app, name) for name in (topics.TENANT_FEED, topics.WINDOW_SHARES)}
 
     def held_partitions() -> set[int]:
         return {tp.partition for tp in app.assignor.assigned_actives()}
@@ -151,13 +157,9 @@ def create_app(settings: Settings) -> faust.App:
         and publish the records again (docs/DESIGN.md, "Streams")."""
         for table in tables:
             table.flush()
-        for entity, record in batch.feed.values():
-            app.deliveries.track(await tenant_feed.send(
-                key=record["tenant"].encode(), value=state_codec.encode({"entity": entity, "record": record})))
-        for partition, window, share in batch.shares:
-            message = share_message(partition, window, share, entity_agent.shares.clocks.get(partition))
-            app.deliveries.track(await window_shares.send(key=metric_state.dump_key(window).encode(),
-                                                          value=message))
+        for message in tenant_messages(batch, entity_agent.shares.clocks, internal_partition):
+            app.deliveries.track(await to_tenants[message.topic].send(value=message.value,
+                                                                      partition=message.partition))
         for late in batch.late:
             await late_record(late)
         telemetry.late.labels("share").inc(batch.late_shares)

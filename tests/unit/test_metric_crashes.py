@@ -13,6 +13,7 @@ ends with must equal those of a run without a crash, version included, and the a
 from __future__ import annotations
 
 import random
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,12 +22,13 @@ from typing import Any
 import pytest
 
 from schemas import topics
-from streams.batch import metric_state, state_codec
+from streams.batch import metric_state
 from streams.batch.entities import Entities
 from streams.batch.events import Batch, Event, Tick
 from streams.batch.folds import FEEDS
 from streams.batch.staging import Staged
-from streams.batch.tenants import Tenants, share_message
+from streams.batch.tenants import Tenants
+from streams.batch.tenants import messages as tenant_messages
 from streams.domain.billing.metrics import ENTITY_CALL
 from streams.domain.billing.rating import DEFAULT_PLAN
 from tests import metrics_oracle as oracle
@@ -111,11 +113,9 @@ class Sink:
 
 def sends(agent: Any, batch: Batch) -> list[Write]:
     out: list[Write] = [("send", (o.topic.name, o.key, o.record)) for o in batch.outputs.values()]
-    out += [("send", (topics.TENANT_FEED, r["tenant"], state_codec.encode({"entity": e, "record": r})))
-            for e, r in batch.feed.values()]
     if isinstance(agent, Entities):
-        out += [("send", (topics.WINDOW_SHARES, metric_state.dump_key(w),
-                          share_message(p, w, s, agent.shares.clocks.get(p)))) for p, w, s in batch.shares]
+        out += [("send", (m.topic, str(m.partition), m.value))
+                for m in tenant_messages(batch, agent.shares.clocks, lambda key: zlib.crc32(key) % PARTITIONS)]
     return out
 
 

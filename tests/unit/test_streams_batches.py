@@ -15,12 +15,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import topics
-from streams.batch import metric_state, state_codec
+from streams.batch import metric_state
+from streams.batch import state_codec as codec
+from streams.batch import tenants as tenants_module
 from streams.batch.entities import Entities
 from streams.batch.events import Batch, Event, Output, Tick
 from streams.batch.folds import FEEDS
 from streams.batch.staging import Staged
-from streams.batch.tenants import Tenants, share_message
+from streams.batch.tenants import Tenants
+from streams.batch.tenants import messages as tenant_messages
 from streams.domain.billing import metrics
 from streams.domain.billing.rating import DEFAULT_PLAN
 from tests import metrics_oracle as oracle
@@ -61,11 +64,9 @@ def tenants(tables: Tables) -> Tenants:
 
 
 def tenant_inputs(agent: Entities, batch: Batch) -> list[Event]:
-    """What a batch of the entities agent sends to the tenants agent: tenant-feed items, then window shares."""
-    feed = [Event("feed", 0, 0, state_codec.encode({"entity": entity, "record": record}))
-            for entity, record in batch.feed.values()]
-    return feed + [Event(topics.WINDOW_SHARES, zlib.crc32(metric_state.dump_key(w).encode()) % PARTITIONS, 0,
-                         share_message(p, w, share, agent.shares.clocks.get(p))) for p, w, share in batch.shares]
+    """What a batch of the entities agent sends to the tenants agent: tenant-feed bundles, then window shares'."""
+    return [Event(m.topic, m.partition, 0, m.value)
+            for m in tenant_messages(batch, agent.shares.clocks, lambda key: zlib.crc32(key) % PARTITIONS)]
 
 
 def cuts(n: int, sizes: list[int]) -> list[slice]:
@@ -139,6 +140,35 @@ def test_one_batch_writes_each_changed_state_once() -> None:
     run_entities([len(ENTITY_EVENTS) + PARTITIONS], tables)
     assert set(tables.writes.values()) == {1}
     assert len(tables.writes) == sum(len(store) for store in tables.stores.values())
+
+
+def place(key: bytes) -> int:
+    return zlib.crc32(key) % PARTITIONS
+
+
+def test_a_batch_sends_the_tenants_agent_one_bundle_per_topic_and_partition(monkeypatch: Any) -> None:
+    agent = entities(Tables())
+    batch = agent.process(ENTITY_EVENTS, RECEIVED)
+    sent = tenant_messages(batch, agent.shares.clocks, place)
+    assert len(batch.shares) > 50 and len(sent) <= 2 * PARTITIONS
+    assert len({(m.topic, m.partition) for m in sent}) == len(sent)
+    shares = [(m.partition, item) for m in sent if m.topic == topics.WINDOW_SHARES for item in codec.loads(m.value)]
+    feed = [(m.partition, item) for m in sent if m.topic == topics.TENANT_FEED for item in codec.loads(m.value)]
+    assert len(shares) == len(batch.shares) and len(feed) == len(batch.feed)
+    assert all(p == place(metric_state.dump_key(metric_state.window_key(item["window"])).encode())
+               for p, item in shares)
+    assert all(p == place(item["record"]["tenant"].encode()) for p, item in feed)
+    monkeypatch.setattr(tenants_module, "BUNDLE_ITEMS", 7)
+    small = tenant_messages(batch, agent.shares.clocks, place)
+    assert max(len(codec.loads(m.value)) for m in small) == 7
+    assert [item for m in small for item in codec.loads(m.value)] == [item for _, item in feed + shares]
+
+
+def test_the_tenants_agent_reads_items_sent_one_per_message_as_before_bundles() -> None:
+    singles = [Event(e.topic, e.partition, 0, codec.encode(item)) for e in ONE_BY_ONE_FEED
+               for item in codec.loads(e.value)]
+    assert len(singles) > len(ONE_BY_ONE_FEED)
+    assert records(run_tenants([50], singles, Tables())) == records(run_tenants([50], ONE_BY_ONE_FEED, Tables()))
 
 
 def test_a_replayed_batch_changes_no_state_and_publishes_the_same_records_again() -> None:
