@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from bench.host import cpu_seconds, machine
@@ -174,11 +174,20 @@ def topic_records(bootstrap: str) -> dict[str, int]:
     """Records each topic holds (the sum of its partitions' high watermarks; nothing is deleted within a run)."""
     probe = watermarks_probe(bootstrap)
     try:
-        return {name: sum(probe.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1]
-                          for p in meta.partitions)
+        return {name: sum(high_watermark(probe, TopicPartition(name, p)) for p in meta.partitions)
                 for name, meta in probe.list_topics(timeout=10).topics.items() if not name.startswith("__")}
     finally:
         probe.close()
+
+
+def high_watermark(probe: Consumer, tp: TopicPartition) -> int:
+    """Retried while the partition has no leader yet (the floor's run failed on a topic Faust had not made)."""
+    for _ in range(20):
+        try:
+            return int(probe.get_watermark_offsets(tp, timeout=10)[1])
+        except KafkaException:
+            time.sleep(0.5)
+    return int(probe.get_watermark_offsets(tp, timeout=10)[1])
 
 
 def topic_kind(name: str) -> str:
