@@ -36,7 +36,6 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +155,7 @@ def batch_pass(events: list[tuple[str, str, bytes]], batch_size: int = 1000) -> 
             table.flush()
         for output in batch.outputs.values():
             avro.encode(output.topic.name, output.topic.schema, output.record)
-        tenant_messages(batch, agent.shares.clocks, partial(partition_for, partitions=topics.PARTITIONS))
+        tenant_messages(batch, agent.shares.clocks, partition_for)
     return Rate(len(events), time.process_time() - cpu, time.perf_counter() - wall)
 
 

@@ -6,12 +6,14 @@ from typing import Any
 
 from aiokafka.partitioner import murmur2
 
+from schemas import topics
+
 # librdkafka's default partitioner (crc32) differs from the Java client's and aiokafka's (murmur2): Faust would
 # then see one call's events on different partitions than ingest wrote them to. murmur2_random matches both.
 PARTITIONER = "murmur2_random"
 
 
-def partition_for(key: bytes, partitions: int) -> int:
+def partition_for(key: bytes, partitions: int = topics.PARTITIONS) -> int:
     """The partition PARTITIONER (and aiokafka, and the Java client) gives a key: for a sender that must know it
     before it sends (streams/batch/tenants.py bundles items by the partition of their keys)."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions

@@ -56,7 +56,6 @@ def run_on_jemalloc(arenas: int) -> bool:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
-    return True  # not reached: execve replaces the process
 
 
 @dataclass(frozen=True)

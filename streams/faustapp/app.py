@@ -80,10 +80,6 @@ def raw_topic(app: faust.App, *names: str) -> TopicT:
                      partitions=topics.PARTITIONS)
 
 
-def internal_partition(key: bytes) -> int:
-    return partition_for(key, topics.PARTITIONS)
-
-
 def entity_source(app: faust.App) -> TopicT:
     return raw_topic(app, *(t.name for t in ENTITY_TOPICS), topics.TICKS)
 
@@ -157,7 +153,7 @@ def create_app(settings: Settings) -> faust.App:
         and publish the records again (docs/DESIGN.md, "Streams")."""
         for table in tables:
             table.flush()
-        for message in tenant_messages(batch, entity_agent.shares.clocks, internal_partition):
+        for message in tenant_messages(batch, entity_agent.shares.clocks, partition_for):
             app.deliveries.track(await to_tenants[message.topic].send(value=message.value,
                                                                       partition=message.partition))
         for late in batch.late:
