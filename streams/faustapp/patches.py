@@ -56,7 +56,11 @@ moves upstream.
    (2 GiB) and 3 memtables of 64 MiB, so a worker's memory grows with the partitions it holds until RocksDB
    happens to flush. Every database of the worker shares one LRU block cache of `STREAMS_ROCKSDB_MEMORY_MB`,
    and one write-buffer manager charges all their memtables (4 MiB each, at most 2) to that cache, with index
-   and filter blocks cached there too.
+   and filter blocks cached there too. Replaces `RocksDBOptions.open` as well: for a database that already
+   exists, `rocksdict.Rdict` reads its column families' options from the database's OPTIONS file, each with a
+   new 8 MiB block cache of its own, and prefers them to the options given, unless column families are given
+   too. Every database a restarted worker reopened read through a cache of its own that no budget bounded (the
+   soak's restarted worker: +100 MiB of data blocks in 40 minutes). The column family gets the same options.
 10. Fetches that wait for data. Wraps `faust.transport.drivers.aiokafka.AIOKafkaConsumerThread._create_worker_consumer`:
    Faust creates its consumer with `fetch_max_wait_ms=1500` and aiokafka's `fetch_min_bytes=1`, so the broker
    answers a fetch as soon as any record arrives, one fetch per few events at a live rate. The worker's settings
@@ -76,6 +80,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import aiokafka
@@ -90,6 +95,9 @@ from faust.types.transports import ConsumerT, ProducerT
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 from yarl import URL
+
+DEFAULT_COLUMN_FAMILY = "default"
+"""RocksDB's name for the column family every Faust table's database keeps its keys in."""
 
 
 class DeliveryFailed(RuntimeError):
@@ -205,6 +213,15 @@ class SharedMemoryOptions(RocksDBOptions):
 
     def as_options(self) -> rocksdict.Options:
         return self.memory.options(self)
+
+    def open(self, path: Path, *, read_only: bool = False) -> rocksdict.Rdict:
+        """The database at ``path`` with its column family on these options too (9. above)."""
+        options = self.as_options()
+        access = rocksdict.AccessType.read_write() if self.ttl is None else rocksdict.AccessType.with_ttl(self.ttl)
+        db = rocksdict.Rdict(str(path), options=options, column_families={DEFAULT_COLUMN_FAMILY: options},
+                             access_type=access)
+        db.set_read_options(rocksdict.ReadOptions())
+        return db
 
 
 class CountedRocksStore(RocksStore):

@@ -69,6 +69,23 @@ def test_a_reopened_database_is_counted_from_what_it_holds(tmp_path: Path) -> No
     assert reopened.entries() == 19 == _scan(reopened)
 
 
+def test_a_reopened_database_reads_through_the_shared_cache(tmp_path: Path) -> None:
+    """Not through a cache of its own made from the OPTIONS file it left (patches.py, 9.): that cache is outside
+    the worker's budget, and a restarted worker grew by 8 MiB for every database it reopened."""
+    store = _store(tmp_path)
+    for i in range(2000):
+        store.write(0, f"k{i}", bytes([i % 251]) * 2000)  # 4 MB, uncompressed in the cache
+    store._db_for_partition(0).flush()
+    store._db_for_partition(0).close()
+    reopened = _store(tmp_path)
+    assert isinstance(reopened.rocksdb_options, patches.SharedMemoryOptions)
+    cache = reopened.rocksdb_options.memory.cache
+    before = cache.get_usage()
+    db = reopened._db_for_partition(0)
+    assert all(db.get(reopened._encode_key(f"k{i}")) is not None for i in range(2000))
+    assert cache.get_usage() - before > 2 * 1024**2
+
+
 def test_only_the_active_partitions_are_counted(store: patches.CountedRocksStore) -> None:
     store.write(0, "a", b"1")
     store.write(1, "b", b"1")

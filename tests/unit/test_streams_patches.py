@@ -86,6 +86,7 @@ def test_the_patched_classes_override_what_the_docstring_says() -> None:
     assert patches.SeekingConsumer._new_offset is not BaseConsumer._new_offset
     assert issubclass(patches.DeliveryBuffer, ProducerBuffer)
     assert patches.SharedMemoryOptions.as_options is not RocksDBOptions.as_options
+    assert patches.SharedMemoryOptions.open is not RocksDBOptions.open
     assert patches.Table._new_store_by_url is not Collection._new_store_by_url
 
 
