@@ -59,11 +59,19 @@ class _Catalog:
 
 
 def _load(path: Path, version: int | None) -> SchemaVersion:
-    raw = json.loads(path.read_text(encoding="utf-8"))
-    # A fresh named_schemas per file: current and historical versions reuse the same record names.
+    try:
+        return from_text(path.read_text(encoding="utf-8"), version)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def from_text(text: str, version: int | None = None) -> SchemaVersion:
+    """A record schema from its JSON text (a file's, or what a registry holds); ValueError when it is none."""
+    raw = json.loads(text)
+    # A fresh named_schemas per schema: current and historical versions reuse the same record names.
     parsed = parse_schema(raw, named_schemas={})
     if not isinstance(parsed, dict) or parsed.get("type") != "record":
-        raise ValueError(f"{path}: top-level schema must be a record")
+        raise ValueError("top-level schema must be a record")
     return SchemaVersion(
         name=short_name(parsed["name"]),
         version=version,

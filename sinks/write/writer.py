@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from clickhouse_connect.datatypes.base import ClickHouseType
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DataError, OperationalError
 
@@ -92,6 +93,7 @@ class Writer:
         """``lock``: shared with the query server when both use the embedded engine's one client."""
         self._client = client
         self._catalog = catalogue or catalog()
+        self._column_types: dict[str, Sequence[ClickHouseType]] = {}
         self._lock: AbstractContextManager[Any] = lock if lock is not None else nullcontext()
         self._clock = clock
 
@@ -139,11 +141,19 @@ class Writer:
         )
 
     def _insert(self, spec: TableSpec, rows: list[list[Any]], token: str) -> None:
+        names = [c.name for c in spec.columns]
         with self._lock:
+            types = self._column_types.get(spec.name)
+            if types is None:
+                # Described once per table and process (the sink migrated its tables before it writes): given no
+                # types, clickhouse-connect runs DESCRIBE TABLE before every insert.
+                types = self._client.create_insert_context(spec.name, names).column_types
+                self._column_types[spec.name] = types
             self._client.insert(
                 spec.name,
                 rows,
-                column_names=[c.name for c in spec.columns],
+                column_names=names,
+                column_types=types,
                 settings={"insert_deduplication_token": token, "insert_deduplicate": 1},
             )
 

@@ -157,6 +157,25 @@ def test_view_shows_the_latest_version_only(clickhouse: Client, catalogue: Catal
     assert count(clickhouse, "SELECT count() FROM v_things WHERE version = 2") == 0  # filters after the collapse
 
 
+def test_a_table_is_described_once_not_before_every_insert(
+    clickhouse: Client, catalogue: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    describes = []
+    create = clickhouse.create_insert_context
+
+    def counting(table: str, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("column_types") and not (len(args) > 2 and args[2]):  # no types given: a DESCRIBE
+            describes.append(table)
+        return create(table, *args, **kwargs)
+
+    monkeypatch.setattr(clickhouse, "create_insert_context", counting)
+    writer = Writer(clickhouse, catalogue)
+    for offset in range(3):
+        writer.write(batch_of([thing(offset, 1)], first_offset=offset))
+    assert describes == ["things"]
+    assert count(clickhouse, "SELECT count() FROM v_things") == 3
+
+
 def test_bad_records_go_to_dead_letters_and_the_rest_lands(clickhouse: Client, catalogue: Catalog) -> None:
     records = [thing(1, 1), thing("not-a-long", 1), thing(3, 1, price=Decimal("1e20")), thing(4, 1)]  # type: ignore[arg-type]
     batch = batch_of(records, first_offset=40, partition=3)
@@ -192,6 +211,9 @@ class FlakyClient:
     def __init__(self, clickhouse: Client, error: Exception, marker: object | None = None) -> None:
         self.clickhouse, self.error, self.marker = clickhouse, error, marker
         self.inserts = 0
+
+    def create_insert_context(self, *args: Any, **kwargs: Any) -> Any:
+        return self.clickhouse.create_insert_context(*args, **kwargs)
 
     def insert(self, table: str, rows: list[list[Any]], **kwargs: Any) -> Any:
         self.inserts += 1

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
-from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from fastavro import parse_schema, schemaless_writer
 from fastavro.schema import to_parsing_canonical_form
@@ -158,6 +158,26 @@ def test_registry_codec_reads_old_writer_schema_with_the_current_one() -> None:
     assert data is not None
     decoded = RegistryCodec("mock://ignored", client=client).decode(VOICEMAILS.name, data)
     assert decoded == {**old_record, "recording_url": None}
+
+
+def test_registry_codec_writes_what_confluents_deserializer_reads() -> None:
+    """Downstream consumers read the topics with the standard deserializer, whatever writes them here."""
+    client = SchemaRegistryClient.new_client({"url": "mock://test-codec-interop"})
+    record = balance_record(Decimal("56.8616"))
+    data = RegistryCodec("mock://ignored", client=client).encode(BALANCE_ALERTS.name, "BalanceAlert", record)
+    reader = AvroDeserializer(client, avro_schemas.raw_schema("BalanceAlert"))
+    assert reader(data, SerializationContext(BALANCE_ALERTS.name, MessageField.VALUE)) == record
+
+
+def test_registry_codec_names_what_is_wrong_with_bytes_it_cannot_read() -> None:
+    client = SchemaRegistryClient.new_client({"url": "mock://test-codec-errors"})
+    codec = RegistryCodec("mock://ignored", client=client)
+    data = codec.encode(BALANCE_ALERTS.name, "BalanceAlert", balance_record(Decimal("1")))
+    unknown_id = b"\x00" + (int.from_bytes(data[1:5], "big") + 1000).to_bytes(4, "big") + data[5:]
+    for bad, says in ((b"\xc3\x01" + data[2:], "wire format"), (data[:3], "wire format"),
+                      (data[:9], "not a record of schema id"), (unknown_id, "has no schema id")):
+        with pytest.raises(CodecError, match=says):
+            codec.decode(BALANCE_ALERTS.name, bad)
 
 
 def test_registry_codec_reads_topics_without_a_known_schema_with_the_writer_schema() -> None:
