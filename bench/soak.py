@@ -88,11 +88,18 @@ def schedule(wall: datetime, duration: float, rate: float, port: int, tenant: st
         yield at, request
 
 
-def rss_kib(pid: int) -> int:
+RSS_PARTS = {"VmRSS:": "rss", "RssAnon:": "rss_anon", "RssFile:": "rss_file"}
+"""/proc/<pid>/status lines -> sample keys: the resident set, and its anonymous (heaps) and file-backed (mapped
+files, such as the broker's segment indexes) parts."""
+
+
+def rss_kib(pid: int) -> dict[str, int]:
+    found = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+        fields = line.split()
+        if fields and fields[0] in RSS_PARTS:
+            found[RSS_PARTS[fields[0]]] = int(fields[1])
+    return found
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -148,7 +155,7 @@ class Soak:
         row: dict[str, Any] = {"t": round(t, 1), "sent": self.sent}
         for name, pid in self.pids.items():
             try:
-                row[f"rss_{name}"] = rss_kib(pid)
+                row.update({f"{part}_{name}": kib for part, kib in rss_kib(pid).items()})
             except OSError:
                 row[f"rss_{name}"] = None
         tables: dict[str, int] = {}
@@ -343,7 +350,8 @@ def main() -> int:
             "growth_last_40_min": {key: growth(soak.samples, key, last_40, last_restart)
                                    for key in ("state_entries", *(f"rss_{n}" for n in pids),
                                                *sorted({k for s in soak.samples for k in s
-                                                        if k.startswith(("entries_", "malloc_", "rocksdb_"))}))},
+                                                        if k.startswith(("entries_", "malloc_", "rocksdb_",
+                                                                         "rss_anon_", "rss_file_"))}))},
         }
         (OUT / "soak.json").write_text(json.dumps(result, indent=1))
         plot(result, OUT / "soak.png")

@@ -36,5 +36,8 @@ def cache_dir() -> Path:
     return Path(env.text("CALLPIPE_CACHE", str(ROOT / ".cache")))
 
 
-def kafka_heap() -> str:
-    return env.text("KAFKA_HEAP", "-Xmx768m")
+def kafka_heap() -> list[str]:
+    """The broker's JVM heap options. The default heap is committed and touched at start (as Kafka's operations
+    guide sizes a broker: -Xms equal to -Xmx): a heap that G1 grows on demand raised the broker's RSS in steps for
+    the whole of the soak's hour (bench/RESULTS.md, run 9), which is growth of nothing the broker holds."""
+    return env.text("KAFKA_HEAP", "-Xms768m -Xmx768m -XX:+AlwaysPreTouch").split()

@@ -223,7 +223,7 @@ def start_kafka(data: Path, port: int, controller_port: int,
             log.write_text(fmt.stdout + fmt.stderr)
             raise StackError(f"Kafka storage format failed: read {log}")
     heap = stack_settings.kafka_heap()
-    proc = spawn([java, heap, f"-Dlog4j2.configurationFile={HERE / 'log4j2.yaml'}",
+    proc = spawn([java, *heap, f"-Dlog4j2.configurationFile={HERE / 'log4j2.yaml'}",
                    "-cp", classpath, "kafka.Kafka", str(props)], log, outlive_caller=outlive_caller)
     bootstrap = f"127.0.0.1:{port}"
     say(f"Kafka: starting on {bootstrap} (log {log})")
