@@ -3,6 +3,8 @@ up. The callers say only which failures are transient for them.
 
 - `until_stopped`: the sink's ClickHouse writes. A batch is never dropped, so it is retried until it lands or
   the service stops: 0.5 s, doubling to 30 s, logged before each wait.
+- `until_available`: the streams worker's wait for the schema registry before a batch: the same waits, until
+  the caller gives up.
 - `while_broker_settles`: admin calls against a broker that just started or just created a topic: once a second,
   at most 30 times.
 - `http_delivery`: the replay's POSTs: a dropped connection is retried after 0.4 s, doubling; a 503 after its
@@ -24,20 +26,34 @@ HTTP_ATTEMPTS = 6
 MAX_RETRY_AFTER_S = 30.0
 
 
-def until_stopped(stop: threading.Event, transient: type[Exception], log: logging.Logger,
-                  what: str, **extra: Any) -> tenacity.Retrying:
+def _logged(log: logging.Logger, what: str, extra: dict[str, Any]) -> Callable[[tenacity.RetryCallState], None]:
     def before_sleep(state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else None
         log.error(f"{what} failed; retrying", extra={**extra, "error": str(error), "retry_in_s": wait})
 
-    return tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type(transient),
-        stop=lambda state: stop.is_set(),
-        wait=tenacity.wait_exponential(multiplier=0.5, min=0.5, max=MAX_BACKOFF_S),
-        before_sleep=before_sleep,
-        reraise=True,
-    )
+    return before_sleep
+
+
+def backoff_s(attempt: int) -> float:
+    """The wait after the ``attempt``-th failure in a row: 0.5 s, doubling to 30 s."""
+    return float(min(0.5 * 2 ** (attempt - 1), MAX_BACKOFF_S))
+
+
+def _backoff(state: tenacity.RetryCallState) -> float:
+    return backoff_s(state.attempt_number)
+
+
+def until_stopped(stop: threading.Event, transient: type[Exception], log: logging.Logger,
+                  what: str, **extra: Any) -> tenacity.Retrying:
+    return tenacity.Retrying(retry=tenacity.retry_if_exception_type(transient), stop=lambda state: stop.is_set(),
+                             wait=_backoff, before_sleep=_logged(log, what, extra), reraise=True)
+
+
+def until_available(transient: type[Exception], log: logging.Logger, what: str,
+                    give_up: Callable[[], bool]) -> tenacity.AsyncRetrying:
+    return tenacity.AsyncRetrying(retry=tenacity.retry_if_exception_type(transient), wait=_backoff,
+                                  stop=lambda state: give_up(), before_sleep=_logged(log, what, {}), reraise=True)
 
 
 def while_broker_settles(transient: Callable[[BaseException], bool]) -> tenacity.Retrying:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+from contextlib import suppress
 from io import BytesIO
 from typing import Any, Protocol
 
-import httpx
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from fastavro import schemaless_reader, schemaless_writer
@@ -19,6 +21,17 @@ CONFLUENT_MAGIC = b"\x00"
 _CONFLUENT_HEADER_SIZE = len(CONFLUENT_MAGIC) + 4
 
 
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """The base errors of the HTTP library confluent-kafka's registry client uses: httpx2 when it is installed,
+    else httpx (confluent_kafka.schema_registry.common._httpx_compat, 2.16)."""
+    names = [name for name in ("httpx2", "httpx") if importlib.util.find_spec(name) is not None]
+    return tuple(importlib.import_module(name).HTTPError for name in names)
+
+
+_TRANSPORT_ERRORS: tuple[type[Exception], ...] = _transport_errors()
+_REGISTRY_ERRORS: tuple[type[Exception], ...] = (SchemaRegistryError, *_TRANSPORT_ERRORS)
+
+
 class CodecError(ValueError):
     """Bytes that are not a record this codec can read."""
 
@@ -28,9 +41,16 @@ class RegistryUnavailable(RuntimeError):
 
 
 class Codec(Protocol):
+    """`register` and `resolve` do ahead of time what `encode` and `decode` would ask a registry for, so that a
+    caller can wait for a registry that is down before it changes anything (docs/DESIGN.md, "Schema registry")."""
+
     def encode(self, topic: str, schema: str, record: dict[str, Any]) -> bytes: ...
 
     def decode(self, topic: str, data: bytes) -> dict[str, Any]: ...
+
+    def register(self, topic: str, schema: str) -> None: ...
+
+    def resolve(self, topic: str, data: bytes) -> None: ...
 
 
 class SingleObjectCodec:
@@ -62,6 +82,12 @@ class SingleObjectCodec:
         payload = BytesIO(data)
         payload.seek(_HEADER_SIZE)
         return _read(topic, payload, writer, reader)
+
+    def register(self, topic: str, schema: str) -> None:
+        """Nothing to do: every schema is in the package."""
+
+    def resolve(self, topic: str, data: bytes) -> None:
+        """Nothing to do: every schema is in the package."""
 
 
 def _read(topic: str, payload: BytesIO, writer: avro_schemas.SchemaVersion,
@@ -95,15 +121,7 @@ class RegistryCodec:
         """(topic, schema id) -> (writer schema, reader schema)"""
 
     def encode(self, topic: str, schema: str, record: dict[str, Any]) -> bytes:
-        known = self._writers.get((topic, schema))
-        if known is None:
-            writer = avro_schemas.current(schema)
-            try:
-                schema_id = self._client.register_schema(f"{topic}-value", Schema(writer.text, "AVRO"))
-            except (SchemaRegistryError, httpx.HTTPError) as exc:
-                raise RegistryUnavailable(f"{topic}: schema registry: {exc}") from exc
-            known = self._writers[(topic, schema)] = (CONFLUENT_MAGIC + schema_id.to_bytes(4, "big"), writer)
-        header, writer = known
+        header, writer = self._writer(topic, schema)
         out = BytesIO()
         out.write(header)
         schemaless_writer(out, writer.parsed, writer.tag_unions(record))
@@ -113,16 +131,39 @@ class RegistryCodec:
         if len(data) < _CONFLUENT_HEADER_SIZE or data[:1] != CONFLUENT_MAGIC:
             raise CodecError(f"{topic}: not in the Confluent wire format (magic byte 0 and a schema id)")
         schema_id = int.from_bytes(data[1:_CONFLUENT_HEADER_SIZE], "big")
-        known = self._readers.get((topic, schema_id))
-        if known is None:
-            known = self._readers[(topic, schema_id)] = self._schemas(topic, schema_id)
-        writer, reader = known
+        writer, reader = self._reader(topic, schema_id)
         payload = BytesIO(data)
         payload.seek(_CONFLUENT_HEADER_SIZE)
         try:
             return _read(topic, payload, writer, reader)
         except (EOFError, ValueError, TypeError, IndexError, KeyError) as exc:
             raise CodecError(f"{topic}: not a record of schema id {schema_id}: {exc!r}") from None
+
+    def register(self, topic: str, schema: str) -> None:
+        self._writer(topic, schema)
+
+    def resolve(self, topic: str, data: bytes) -> None:
+        """Bytes `decode` would refuse whatever the registry says are left for `decode` to refuse."""
+        if len(data) >= _CONFLUENT_HEADER_SIZE and data[:1] == CONFLUENT_MAGIC:
+            with suppress(CodecError):
+                self._reader(topic, int.from_bytes(data[1:_CONFLUENT_HEADER_SIZE], "big"))
+
+    def _writer(self, topic: str, schema: str) -> tuple[bytes, avro_schemas.SchemaVersion]:
+        known = self._writers.get((topic, schema))
+        if known is None:
+            writer = avro_schemas.current(schema)
+            try:
+                schema_id = self._client.register_schema(f"{topic}-value", Schema(writer.text, "AVRO"))
+            except _REGISTRY_ERRORS as exc:
+                raise RegistryUnavailable(f"{topic}: schema registry: {exc}") from exc
+            known = self._writers[(topic, schema)] = (CONFLUENT_MAGIC + schema_id.to_bytes(4, "big"), writer)
+        return known
+
+    def _reader(self, topic: str, schema_id: int) -> tuple[avro_schemas.SchemaVersion, avro_schemas.SchemaVersion]:
+        known = self._readers.get((topic, schema_id))
+        if known is None:
+            known = self._readers[(topic, schema_id)] = self._schemas(topic, schema_id)
+        return known
 
     def _schemas(self, topic: str, schema_id: int) -> tuple[avro_schemas.SchemaVersion, avro_schemas.SchemaVersion]:
         try:
@@ -131,7 +172,7 @@ class RegistryCodec:
             if exc.http_status_code == 404:
                 raise CodecError(f"{topic}: the registry has no schema id {schema_id}") from None
             raise RegistryUnavailable(f"{topic}: schema registry: {exc}") from exc
-        except httpx.HTTPError as exc:
+        except _TRANSPORT_ERRORS as exc:
             raise RegistryUnavailable(f"{topic}: schema registry: {exc}") from exc
         try:
             writer = avro_schemas.from_text(text or "")

@@ -2,7 +2,9 @@
 
 Commit order (docs/DESIGN.md, "Sink"): decode -> buffer per table -> insert with the batch's deduplication token
 -> commit, synchronously and once per write cycle, the offsets after the written batches. While ClickHouse is
-unavailable the same batch is retried with back-off and nothing is committed. The process owns the embedded
+unavailable the same batch is retried with back-off and nothing is committed. While the schema registry is down, a
+record whose schema is not known yet is read again after a pause, as is everything after it in its partition: it
+is never dead-lettered, and no commit passes it. The process owns the embedded
 engine's data directory and serves read-only SQL beside it (sinks/tools/query_server.py), so analysts can query while
 it runs.
 """
@@ -22,7 +24,7 @@ from broker.config import consumer_config
 from broker.lag import Lag, LagMonitor
 from runtime import retry
 from schemas import topics
-from schemas.codec import Codec, codec_from_settings
+from schemas.codec import Codec, RegistryUnavailable, codec_from_settings
 from sinks.clickhouse import connect
 from sinks.schema.migrate import migrate
 from sinks.schema.tables import Catalog, catalog
@@ -65,6 +67,8 @@ class Sink:
                                                     "fetch.min.bytes": settings.fetch_min_bytes,
                                                     "fetch.wait.max.ms": settings.fetch_max_wait_ms}))
         self.rows_written = 0
+        self._registry_waits = 0
+        """polls in a row that met the registry down: the pause before the next one doubles with it"""
         # Lag of both consumer groups: the streams app's group id is its Faust app id.
         self.lag = LagMonitor(settings.kafka_bootstrap, {
             settings.group_id: self.topics,
@@ -97,18 +101,39 @@ class Sink:
     def _poll_once(self) -> None:
         deadline = self.batcher.next_deadline()
         timeout = 0.5 if deadline is None else min(0.5, max(0.0, deadline - time.monotonic()))
+        waiting: dict[tuple[str, int], RegistryUnavailable] = {}
         for msg in self.consumer.consume(num_messages=1000, timeout=timeout):
             if msg.error() is not None:
                 log.warning("consumer error", extra={"error": str(msg.error())})
                 continue
-            self._add(msg)
+            where = (str(msg.topic()), int(msg.partition() or 0))
+            if where in waiting:
+                continue
+            try:
+                self._add(msg)
+            except RegistryUnavailable as exc:
+                # Read again from this record after the wait: the batch holds only what came before it, so no
+                # commit can pass it.
+                waiting[where] = exc
+                self.consumer.seek(TopicPartition(*where, int(msg.offset() or 0)))
         self._write_all(self.batcher.ready(time.monotonic()))
+        if waiting:
+            self._registry_waits += 1
+            pause = retry.backoff_s(self._registry_waits)
+            log.error("schema registry unavailable; the partitions wait", extra={
+                "partitions": len(waiting), "error": str(next(iter(waiting.values()))), "retry_in_s": pause})
+            self.stop.wait(pause)
+        else:
+            self._registry_waits = 0
 
     def _add(self, msg: Message) -> None:
+        """Raises `RegistryUnavailable`: a dependency down is not the record's fault, so it is not kept as one."""
         topic, partition, offset = str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0)
         raw = bytes(msg.value() or b"")
         try:
             record = self.codec.decode(topic, raw)
+        except RegistryUnavailable:
+            raise
         except Exception as exc:  # an undecodable message is kept, and must not stall its partition
             self._reject(InsertBatch(self.catalog.for_topic(topic).name, topic,
                                      (Entry(partition, offset, {}, raw, _headers(msg)),)), exc)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
@@ -33,9 +34,9 @@ import faust
 from faust.types import EventT, TableT, TopicT
 
 from broker.config import partition_for
-from runtime import malloc
+from runtime import malloc, retry
 from schemas import topics
-from schemas.codec import codec_from_settings
+from schemas.codec import RegistryUnavailable, codec_from_settings
 from streams.batch import state_codec
 from streams.batch.entities import Entities, table_names
 from streams.batch.events import Batch, Event, Late, Output, Tick
@@ -52,6 +53,7 @@ log = logging.getLogger("callpipe.streams")
 
 TABLES = (*table_names(), *TENANT_TABLES)
 ENTITY_TOPICS = tuple(t for t in topics.INPUT_TOPICS if t is not topics.BALANCE_ALERTS)
+WRITTEN_TOPICS = (*topics.OUTPUT_TOPICS, topics.DEADLETTER)
 
 
 def faust_app(settings: Settings) -> App:
@@ -123,10 +125,30 @@ def create_app(settings: Settings) -> faust.App:
         await asyncio.to_thread(malloc.trim)  # a recovery's burst of changelog reads leaves the most free pages
 
     tables["metric_entities"].on_recover(recovered)
-    out_topics = {t.name: raw_topic(app, t.name) for t in (*topics.OUTPUT_TOPICS, topics.DEADLETTER)}
+    out_topics = {t.name: raw_topic(app, t.name) for t in WRITTEN_TOPICS}
 
     telemetry = StreamsTelemetry({name: partial(table_entries, table) for name, table in tables.items()},
                                  partial(commit_lag, app), app.rocks_memory.usage)
+
+    async def schemas_ready(events: Sequence[EventT]) -> None:
+        """Every schema a batch reads or may write is known before it folds anything: while the registry is down
+        the batch waits (nothing acked, nothing committed) instead of dead-lettering events it could not decode
+        or failing between its state writes and its sends (docs/DESIGN.md, "Schema registry")."""
+        framed = [(e.message.topic, bytes(e.value)) for e in events if e.message.topic in topics.BY_NAME]
+        try:
+            async for attempt in retry.until_available(RegistryUnavailable, log, "schema registry",
+                                                       give_up=lambda: app.rebalancing):
+                with attempt:
+                    for topic in WRITTEN_TOPICS:
+                        avro.register(topic.name, topic.schema)
+                    for name, value in framed:
+                        avro.resolve(name, value)
+        except RegistryUnavailable:
+            # Faust's revoke waits for this batch without a timeout (Consumer.wait_empty), and the group would
+            # drop the worker with the batch still to be folded into partitions that moved. Exiting as a crash
+            # does leaves the batch unacked: the partitions' next owner reads it again.
+            log.critical("schema registry still down as a rebalance starts: the worker exits")
+            os._exit(os.EX_TEMPFAIL)
 
     async def publish(output: Output) -> None:
         value = avro.encode(output.topic.name, output.topic.schema, output.record)
@@ -188,6 +210,7 @@ def create_app(settings: Settings) -> faust.App:
         async for events in stream.take_events(settings.batch_max_events, settings.batch_window_s):
             items = [Tick(e.message.partition, datetime.fromisoformat(bytes(e.value).decode()))
                      if e.message.topic == topics.TICKS else event(e) for e in events]
+            await schemas_ready(events)
             with telemetry.batch_seconds.labels("entities").time():
                 batch = entity_agent.process(items, datetime.now(UTC), app.deliveries.delivered_through())
                 await finish(entity_agent.staged(), batch, events)
@@ -197,6 +220,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(tenant_source)
     async def tenants(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_max_events, settings.batch_window_s):
+            await schemas_ready(events)
             with telemetry.batch_seconds.labels("tenants").time():
                 batch = tenant_agent.process([event(e) for e in events], datetime.now(UTC),
                                              app.deliveries.delivered_through())

@@ -1,12 +1,16 @@
-"""Shared pieces of the integration tests: a real HTTP server in a thread, and a Kafka reader."""
+"""Shared pieces of the integration tests: a real HTTP server in a thread, a Kafka reader, and a gate in front of a
+service that a test can close."""
 
 from __future__ import annotations
 
+import socket
+import socketserver
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
 from confluent_kafka import (
@@ -133,3 +137,58 @@ def start_at_end(bootstrap: str, group: str, names: list[str]) -> bool:
         return False
     finally:
         consumer.close()
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True  # opened again on the same port right after a close
+    daemon_threads = True
+
+
+class Gate:
+    """A loopback TCP port in front of a real service: open, it forwards every connection; closed, connections are
+    refused and the open ones are cut, as when the service is down."""
+
+    def __init__(self, url: str) -> None:
+        target = urlsplit(url)
+        self._target = (target.hostname or "127.0.0.1", target.port or 80)
+        self.port = free_port()
+        self.url = urlunsplit(target._replace(netloc=f"127.0.0.1:{self.port}"))
+        self._server: _Server | None = None
+        self._connections: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        gate = self
+
+        class Forward(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                upstream = socket.create_connection(gate._target, timeout=10)
+                with gate._lock:
+                    gate._connections |= {self.request, upstream}
+                pump = threading.Thread(target=_copy, args=(upstream, self.request), daemon=True)
+                pump.start()
+                _copy(self.request, upstream)
+                pump.join()
+
+        self._server = _Server(("127.0.0.1", self.port), Forward)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        with self._lock:
+            for connection in self._connections:
+                with suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+                connection.close()
+            self._connections.clear()
+
+
+def _copy(source: socket.socket, target: socket.socket) -> None:
+    with suppress(OSError):
+        while data := source.recv(65536):
+            target.sendall(data)
+    with suppress(OSError):
+        target.shutdown(socket.SHUT_WR)

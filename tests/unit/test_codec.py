@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -21,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import avro_schemas
-from schemas.codec import CodecError, RegistryCodec, SingleObjectCodec, codec_from_settings
+from schemas.codec import CodecError, RegistryCodec, RegistryUnavailable, SingleObjectCodec, codec_from_settings
 from schemas.fields import to_money
 from schemas.normalize import normalize
 from schemas.topics import BALANCE_ALERTS, VOICEMAILS
@@ -178,6 +179,43 @@ def test_registry_codec_names_what_is_wrong_with_bytes_it_cannot_read() -> None:
                       (data[:9], "not a record of schema id"), (unknown_id, "has no schema id")):
         with pytest.raises(CodecError, match=says):
             codec.decode(BALANCE_ALERTS.name, bad)
+
+
+def unreachable_registry() -> SchemaRegistryClient:
+    """A client of a port nothing listens on (connections are refused), which does not retry them itself."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    return SchemaRegistryClient({"url": url, "max.retries": 0})
+
+
+def test_a_registry_that_does_not_answer_is_unavailable_not_a_bad_record() -> None:
+    written = RegistryCodec("mock://test-codec-down").encode(BALANCE_ALERTS.name, "BalanceAlert",
+                                                             balance_record(Decimal("3")))
+    down = RegistryCodec("unused", client=unreachable_registry())
+    for call in (lambda: down.decode(BALANCE_ALERTS.name, written), lambda: down.resolve(BALANCE_ALERTS.name, written),
+                 lambda: down.register(BALANCE_ALERTS.name, "BalanceAlert"),
+                 lambda: down.encode(BALANCE_ALERTS.name, "BalanceAlert", balance_record(Decimal("3")))):
+        with pytest.raises(RegistryUnavailable):
+            call()
+    # what only decode can tell is bad is left to it, registry or not
+    down.resolve(BALANCE_ALERTS.name, b"\xc3\x01" + written[2:])
+
+
+def test_what_resolve_and_register_fetched_needs_no_registry_afterwards() -> None:
+    client = SchemaRegistryClient.new_client({"url": "mock://test-codec-ahead"})
+    record = balance_record(Decimal("4"))
+    written = RegistryCodec("mock://ignored", client=client).encode(BALANCE_ALERTS.name, "BalanceAlert", record)
+    codec = RegistryCodec("mock://ignored", client=client)
+    codec.resolve(BALANCE_ALERTS.name, written)
+    codec.register(VOICEMAILS.name, "Voicemail")
+    unknown_id = b"\x00" + (int.from_bytes(written[1:5], "big") + 1000).to_bytes(4, "big") + written[5:]
+    codec.resolve(BALANCE_ALERTS.name, unknown_id)  # a 404 is the record's fault: left for decode to refuse
+    codec._client = unreachable_registry()
+    assert codec.decode(BALANCE_ALERTS.name, written) == record
+    assert codec.encode(VOICEMAILS.name, "Voicemail", normalize("voicemail", "acme", VOICEMAIL_BODY, RECEIVED).record)
+    with pytest.raises(RegistryUnavailable):
+        codec.decode(BALANCE_ALERTS.name, unknown_id)
 
 
 def test_registry_codec_reads_topics_without_a_known_schema_with_the_writer_schema() -> None:
