@@ -455,6 +455,7 @@ def main() -> int:
     parser.add_argument("--label", default="", help="a name for this run in pipeline.json")
     parser.add_argument("--data", default=os.environ.get("PIPELINE_DATA", "/tmp/callpipe-pipeline"))
     args = parser.parse_args()
+    stack.interrupt_on_sigterm()
     phases: list[tuple[str, bool, dict[str, str]]] = [("pipeline", True, {})]
     for config in args.config:
         name, _, assignments = config.partition(":")

@@ -306,6 +306,7 @@ def main() -> int:
     parser.add_argument("--log-level", default="WARNING", help="the services' LOG_LEVEL")
     args = parser.parse_args()
     data = Path(os.environ.get("SOAK_DATA", "/tmp/callpipe-soak"))
+    stack.interrupt_on_sigterm()
     stack.down(data)
     shutil.rmtree(data, ignore_errors=True)  # a fresh broker, tables and ClickHouse every run
     running = stack.up(data, stack.free_port(), stack.free_port(), stack.free_port())

@@ -7,11 +7,9 @@ the bundled sample through HTTP, prints what landed, then serves until Ctrl-C an
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
-from typing import NoReturn
 
 from deploy.local import settings as stack_settings
 from deploy.local import stack
@@ -35,10 +33,6 @@ def wait_for_rows(services: Services, timeout: float) -> None:
     raise stack.StackError(f"no row reached ClickHouse within {timeout:.0f}s: read the logs in {services.data}/logs")
 
 
-def _interrupt(*_: object) -> NoReturn:
-    raise KeyboardInterrupt
-
-
 def main() -> int:
     settings = stack_settings.from_env()
     data = settings.data
@@ -46,7 +40,7 @@ def main() -> int:
     bootstrap, registry = settings.external_bootstrap, settings.external_registry
     services: Services | None = None
     started_stack = False
-    signal.signal(signal.SIGTERM, _interrupt)  # a supervisor's stop is as clean as Ctrl-C
+    stack.interrupt_on_sigterm()
     try:
         if not bootstrap:
             stack.down(data)  # a previous run killed hard may have left its JVMs

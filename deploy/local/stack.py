@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from deploy.local import settings as stack_settings
 from deploy.local.settings import ROOT as ROOT  # the repository root, for the callers of the stack
@@ -174,6 +175,17 @@ def _http_ready(url: str) -> Callable[[], bool]:
             return False
 
     return ready
+
+
+def _interrupt(*_: object) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM (a supervisor's stop, a `kill`) interrupts like Ctrl-C, so the caller's clean-up stops its services
+    before the broker they wait for. Without it they die with it by SIGTERM, all at once, and a service that waits
+    for a broker that is gone outlives its caller."""
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def die_with_parent() -> None:
