@@ -71,6 +71,8 @@ class Ingest:
         # values on every call, a noticeable share of a request's CPU.
         self._requests_by: dict[tuple[str, int], Any] = {}
         self._latency_by: dict[str, Any] = {}
+        self._registered = False
+        """every schema ingest writes is registered: from then on no request asks the registry"""
 
     async def webhook(self, request: Request) -> Response:
         kind = request.path_params["kind"]
@@ -158,6 +160,9 @@ class Ingest:
         """Plan and write the webhook's records. A record Kafka refuses as too large is written again with the
         archived headers cut (never the body); if it is still refused, `_TooLargeForKafka`."""
         rejection = rejected.detail if rejected else None
+        if not self._registered:
+            # Off the loop: a registry that is slow or down holds the requests that need it, not every request.
+            await asyncio.to_thread(self._register)
         outcome = records_for(webhook, parsed, self.codec, rejection)
         if await self._sent(outcome):
             return outcome
@@ -166,6 +171,11 @@ class Ingest:
             return outcome
         raise _TooLargeForKafka(f"the body of {len(webhook.body)} bytes exceeds what Kafka accepts in one record; "
                                 "the webhook was not stored")
+
+    def _register(self) -> None:
+        for topic in topics.INGEST_WRITES:
+            self.codec.register(topic.name, topic.schema)
+        self._registered = True
 
     async def _sent(self, outcome: Outcome) -> bool:
         """True once Kafka acknowledged every write; False when it refused one as too large."""

@@ -90,6 +90,10 @@ OUTPUT_TOPICS: tuple[Topic, ...] = (
 
 ALL_TOPICS: tuple[Topic, ...] = (RAW, *INPUT_TOPICS, DEADLETTER, *OUTPUT_TOPICS)
 
+INGEST_WRITES: tuple[Topic, ...] = (RAW, *INPUT_TOPICS, DEADLETTER)
+STREAMS_WRITES: tuple[Topic, ...] = (*OUTPUT_TOPICS, DEADLETTER)
+"""The contract topics each stage produces to: the schemas it registers."""
+
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL_TOPICS}
 
 

@@ -53,7 +53,6 @@ log = logging.getLogger("callpipe.streams")
 
 TABLES = (*table_names(), *TENANT_TABLES)
 ENTITY_TOPICS = tuple(t for t in topics.INPUT_TOPICS if t is not topics.BALANCE_ALERTS)
-WRITTEN_TOPICS = (*topics.OUTPUT_TOPICS, topics.DEADLETTER)
 
 
 def faust_app(settings: Settings) -> App:
@@ -125,7 +124,7 @@ def create_app(settings: Settings) -> faust.App:
         await asyncio.to_thread(malloc.trim)  # a recovery's burst of changelog reads leaves the most free pages
 
     tables["metric_entities"].on_recover(recovered)
-    out_topics = {t.name: raw_topic(app, t.name) for t in WRITTEN_TOPICS}
+    out_topics = {t.name: raw_topic(app, t.name) for t in topics.STREAMS_WRITES}
 
     telemetry = StreamsTelemetry({name: partial(table_entries, table) for name, table in tables.items()},
                                  partial(commit_lag, app), app.rocks_memory.usage)
@@ -139,7 +138,7 @@ def create_app(settings: Settings) -> faust.App:
             async for attempt in retry.until_available(RegistryUnavailable, log, "schema registry",
                                                        give_up=lambda: app.rebalancing):
                 with attempt:
-                    for topic in WRITTEN_TOPICS:
+                    for topic in topics.STREAMS_WRITES:
                         avro.register(topic.name, topic.schema)
                     for name, value in framed:
                         avro.resolve(name, value)

@@ -145,23 +145,37 @@ class _Server(socketserver.ThreadingTCPServer):
 
 
 class Gate:
-    """A loopback TCP port in front of a real service: open, it forwards every connection; closed, connections are
-    refused and the open ones are cut, as when the service is down."""
+    """A loopback TCP port in front of a real service: open, it forwards every connection; held, it takes them and
+    forwards them only once released, as a service that hangs; closed, connections are refused and the open ones
+    are cut, as when the service is down."""
 
     def __init__(self, url: str) -> None:
         target = urlsplit(url)
         self._target = (target.hostname or "127.0.0.1", target.port or 80)
         self.port = free_port()
         self.url = urlunsplit(target._replace(netloc=f"127.0.0.1:{self.port}"))
+        self.held = 0
+        """connections that waited for `release`"""
         self._server: _Server | None = None
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self._released = threading.Event()
 
-    def open(self) -> None:
+    def open(self, held: bool = False) -> None:
+        if held:
+            self._released.clear()
+        else:
+            self._released.set()
+        if self._server is not None:
+            return
         gate = self
 
         class Forward(socketserver.BaseRequestHandler):
             def handle(self) -> None:
+                if not gate._released.is_set():
+                    with gate._lock:
+                        gate.held += 1
+                    gate._released.wait(60)
                 upstream = socket.create_connection(gate._target, timeout=10)
                 with gate._lock:
                     gate._connections |= {self.request, upstream}
@@ -173,7 +187,11 @@ class Gate:
         self._server = _Server(("127.0.0.1", self.port), Forward)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
+    def release(self) -> None:
+        self._released.set()
+
     def close(self) -> None:
+        self._released.set()  # held connections go on to find the upstream side cut
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

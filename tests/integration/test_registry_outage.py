@@ -9,6 +9,7 @@ import json
 import os
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -49,8 +50,15 @@ def test_ingest_answers_503_while_the_registry_is_down_and_stores_once_it_is_bac
         with serve(create_app(ingest(kafka, gate.url, tenant), codec=RegistryCodec(gate.url))) as url:
             answer = post_sms(url, tenant, 0)
             assert answer.status_code == 503 and answer.headers["retry-after"] == "3", answer.text
-            gate.open()
-            answer = post_sms(url, tenant, 0)
+            # A registry that hangs holds the request that needs it, not the server's other requests.
+            gate.open(held=True)
+            with ThreadPoolExecutor(1) as pool:
+                pending = pool.submit(post_sms, url, tenant, 0)
+                eventually(lambda: gate.held > 0, 30, "the request at the registry")
+                assert httpx.get(f"{url}/metrics", timeout=10).status_code == 200
+                assert not pending.done()
+                gate.release()
+                answer = pending.result()
             assert answer.status_code == 200, answer.text
     finally:
         gate.close()
