@@ -3,8 +3,9 @@ up. The callers say only which failures are transient for them.
 
 - `until_stopped`: the sink's ClickHouse writes. A batch is never dropped, so it is retried until it lands or
   the service stops: 0.5 s, doubling to 30 s, logged before each wait.
-- `until_available`: the streams worker's wait for the schema registry before a batch: the same waits, until
-  the caller gives up.
+- `until_available`: the streams worker's wait for the schema registry before a batch: 0.5 s, doubling to 5 s
+  (`REGISTRY_BACKOFF_S`; the sink pauses the same), until the caller gives up. A lookup is one small request, and
+  the records go on within 5 s of the registry's return.
 - `while_broker_settles`: admin calls against a broker that just started or just created a topic: once a second,
   at most 30 times.
 - `http_delivery`: the replay's POSTs: a dropped connection is retried after 0.4 s, doubling; a 503 after its
@@ -21,6 +22,7 @@ from typing import Any
 import tenacity
 
 MAX_BACKOFF_S = 30.0
+REGISTRY_BACKOFF_S = 5.0
 BROKER_ATTEMPTS = 30
 HTTP_ATTEMPTS = 6
 MAX_RETRY_AFTER_S = 30.0
@@ -35,25 +37,26 @@ def _logged(log: logging.Logger, what: str, extra: dict[str, Any]) -> Callable[[
     return before_sleep
 
 
-def backoff_s(attempt: int) -> float:
-    """The wait after the ``attempt``-th failure in a row: 0.5 s, doubling to 30 s."""
-    return float(min(0.5 * 2 ** (attempt - 1), MAX_BACKOFF_S))
+def backoff_s(attempt: int, most: float = MAX_BACKOFF_S) -> float:
+    """The wait after the ``attempt``-th failure in a row: 0.5 s, doubling to ``most``."""
+    return float(min(0.5 * 2 ** (attempt - 1), most))
 
 
-def _backoff(state: tenacity.RetryCallState) -> float:
-    return backoff_s(state.attempt_number)
+def _backoff(most: float) -> Callable[[tenacity.RetryCallState], float]:
+    return lambda state: backoff_s(state.attempt_number, most)
 
 
 def until_stopped(stop: threading.Event, transient: type[Exception], log: logging.Logger,
                   what: str, **extra: Any) -> tenacity.Retrying:
     return tenacity.Retrying(retry=tenacity.retry_if_exception_type(transient), stop=lambda state: stop.is_set(),
-                             wait=_backoff, before_sleep=_logged(log, what, extra), reraise=True)
+                             wait=_backoff(MAX_BACKOFF_S), before_sleep=_logged(log, what, extra), reraise=True)
 
 
 def until_available(transient: type[Exception], log: logging.Logger, what: str,
                     give_up: Callable[[], bool]) -> tenacity.AsyncRetrying:
-    return tenacity.AsyncRetrying(retry=tenacity.retry_if_exception_type(transient), wait=_backoff,
-                                  stop=lambda state: give_up(), before_sleep=_logged(log, what, {}), reraise=True)
+    return tenacity.AsyncRetrying(retry=tenacity.retry_if_exception_type(transient),
+                                  wait=_backoff(REGISTRY_BACKOFF_S), stop=lambda state: give_up(),
+                                  before_sleep=_logged(log, what, {}), reraise=True)
 
 
 def while_broker_settles(transient: Callable[[BaseException], bool]) -> tenacity.Retrying:

@@ -119,7 +119,7 @@ class Sink:
         self._write_all(self.batcher.ready(time.monotonic()))
         if waiting:
             self._registry_waits += 1
-            pause = retry.backoff_s(self._registry_waits)
+            pause = retry.backoff_s(self._registry_waits, retry.REGISTRY_BACKOFF_S)
             log.error("schema registry unavailable; the partitions wait", extra={
                 "partitions": len(waiting), "error": str(next(iter(waiting.values()))), "retry_in_s": pause})
             self.stop.wait(pause)
