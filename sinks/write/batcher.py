@@ -29,6 +29,9 @@ class Entry:
     raw: bytes
     """The message value as consumed: sizes the batch and is the body of a dead letter."""
     headers: Mapping[str, str] = field(default_factory=dict)
+    undecodable: Exception | None = None
+    """Why the value could not be decoded (then ``record`` is empty): the entry becomes a dead letter when its
+    batch is written, and its offset is committed with the batch's."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ class Batcher:
         raw: bytes,
         now: float,
         headers: Mapping[str, str] | None = None,
+        undecodable: Exception | None = None,
     ) -> None:
         last = self._last.get((topic, partition))
         if last is not None and offset <= last:
@@ -109,7 +113,7 @@ class Batcher:
             buffer = None
         if buffer is None:
             buffer = self._open[topic] = _Buffer(self._table_of(topic), topic, now)
-        buffer.entries.append(Entry(partition, offset, record, raw, dict(headers or {})))
+        buffer.entries.append(Entry(partition, offset, record, raw, dict(headers or {}), undecodable))
         buffer.size_bytes += len(raw)
         self._last[(topic, partition)] = offset
         if len(buffer.entries) >= self._max_rows or buffer.size_bytes >= self._max_bytes:

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
@@ -31,7 +31,7 @@ from sinks.schema.tables import Catalog, catalog
 from sinks.settings import Settings
 from sinks.tools.query_server import QueryServer
 from sinks.write import lag
-from sinks.write.batcher import Batcher, Entry, InsertBatch
+from sinks.write.batcher import Batcher, InsertBatch
 from sinks.write.writer import RetryableWriteError, Writer
 
 log = logging.getLogger("callpipe.sink")
@@ -130,18 +130,15 @@ class Sink:
         """Raises `RegistryUnavailable`: a dependency down is not the record's fault, so it is not kept as one."""
         topic, partition, offset = str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0)
         raw = bytes(msg.value() or b"")
+        record: dict[str, Any] = {}
+        undecodable: Exception | None = None
         try:
             record = self.codec.decode(topic, raw)
         except RegistryUnavailable:
             raise
-        except Exception as exc:  # an undecodable message is kept, and must not stall its partition
-            self._reject(InsertBatch(self.catalog.for_topic(topic).name, topic,
-                                     (Entry(partition, offset, {}, raw, _headers(msg)),)), exc)
-            return
-        self.batcher.add(topic, partition, offset, record, raw, time.monotonic(), _headers(msg))
-
-    def _reject(self, batch: InsertBatch, error: Exception) -> None:
-        self._retrying(lambda: self.writer.reject(batch, error), batch.token)
+        except Exception as exc:  # kept: a dead letter, written and committed with its table's batch
+            undecodable = exc
+        self.batcher.add(topic, partition, offset, record, raw, time.monotonic(), _headers(msg), undecodable)
 
     def _write_all(self, batches: list[InsertBatch]) -> None:
         if not batches:

@@ -102,6 +102,9 @@ class Writer:
         rows: list[tuple[Entry, list[Any]]] = []
         failures: list[_Failure] = []
         for entry in batch.entries:
+            if entry.undecodable is not None:
+                failures.append(_Failure(entry, entry.undecodable))
+                continue
             try:
                 rows.append((entry, to_row(entry.record, list(spec.columns))))
             except RowError as exc:
@@ -109,11 +112,6 @@ class Writer:
         inserted = self._insert_isolating(spec, rows, batch.token, failures)
         self._dead_letter(batch, failures)
         return WriteResult(inserted, len(failures))
-
-    def reject(self, batch: InsertBatch, error: Exception) -> WriteResult:
-        """Dead-letter every record of the batch (e.g. messages that could not even be decoded)."""
-        self._dead_letter(batch, [_Failure(entry, error) for entry in batch.entries])
-        return WriteResult(0, len(batch.entries))
 
     def _insert_isolating(
         self, spec: TableSpec, rows: Sequence[tuple[Entry, list[Any]]], token: str, failures: list[_Failure]

@@ -22,6 +22,7 @@ from clickhouse_connect.driver.exceptions import OperationalError
 
 from schemas import topics
 from schemas.avro_schemas import AVRO_DIR
+from schemas.codec import CodecError
 from sinks.clickhouse import connect
 from sinks.schema.ddl import cluster_ddl, write_migration
 from sinks.schema.migrate import migrate
@@ -203,6 +204,25 @@ def test_bad_records_go_to_dead_letters_and_the_rest_lands(clickhouse: Client, c
         count(clickhouse, "SELECT count() FROM dead_letters") == 2
         and count(clickhouse, "SELECT count() FROM things") == 2
     )
+
+
+def test_an_undecodable_record_is_a_dead_letter_of_its_batch_and_committed_with_it(
+    clickhouse: Client, catalogue: Catalog
+) -> None:
+    """Its offset is committed with the batch's: a partition that held only undecodable records still moves on."""
+    batcher = Batcher(lambda topic: "things", max_age_s=0)
+    batcher.add(TOPIC.name, 2, 70, thing(7, 1), b"good", 0.0)
+    batcher.add(TOPIC.name, 2, 71, {}, b"\x00\x00\x00\x00\x07foreign", 0.0, {"kind": "x"},
+                CodecError("not Avro single-object encoded"))
+    batcher.add(TOPIC.name, 5, 9, {}, b"alone", 0.0, None, CodecError("not Avro single-object encoded"))
+    [batch] = batcher.ready(now=0.0)
+    assert batch.commit_offsets == {2: 72, 5: 10}
+    result = Writer(clickhouse, catalogue).write(batch)
+    assert (result.rows_inserted, result.dead_letters) == (1, 2)
+    dead = clickhouse.query("SELECT source_partition, source_offset, error_type, body FROM dead_letters "
+                            "ORDER BY source_partition").result_rows
+    assert [(d[0], d[1], d[2]) for d in dead] == [(2, 71, "CodecError"), (5, 9, "CodecError")]
+    assert dead[1][3] in ("alone", b"alone")
 
 
 class FlakyClient:
