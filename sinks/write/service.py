@@ -101,7 +101,8 @@ class Sink:
     def _poll_once(self) -> None:
         deadline = self.batcher.next_deadline()
         timeout = 0.5 if deadline is None else min(0.5, max(0.0, deadline - time.monotonic()))
-        waiting: dict[tuple[str, int], RegistryUnavailable] = {}
+        waiting: set[tuple[str, int]] = set()
+        unavailable: RegistryUnavailable | None = None
         for msg in self.consumer.consume(num_messages=1000, timeout=timeout):
             if msg.error() is not None:
                 log.warning("consumer error", extra={"error": str(msg.error())})
@@ -114,14 +115,15 @@ class Sink:
             except RegistryUnavailable as exc:
                 # Read again from this record after the wait: the batch holds only what came before it, so no
                 # commit can pass it.
-                waiting[where] = exc
+                waiting.add(where)
+                unavailable = exc
                 self.consumer.seek(TopicPartition(*where, int(msg.offset() or 0)))
         self._write_all(self.batcher.ready(time.monotonic()))
         if waiting:
             self._registry_waits += 1
             pause = retry.backoff_s(self._registry_waits, retry.REGISTRY_BACKOFF_S)
             log.error("schema registry unavailable; the partitions wait", extra={
-                "partitions": len(waiting), "error": str(next(iter(waiting.values()))), "retry_in_s": pause})
+                "partitions": len(waiting), "error": str(unavailable), "retry_in_s": pause})
             self.stop.wait(pause)
         else:
             self._registry_waits = 0
