@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 
-import faust
-
 from broker.admin import callpipe_topics, ensure_topics
 from runtime import logs, malloc
 from streams.faustapp.app import create_app
+from streams.faustapp.patches import Worker
 from streams.settings import from_env
 
 
@@ -22,8 +21,8 @@ def main() -> None:
     ensure_topics(settings.kafka_bootstrap, callpipe_topics(settings.app_id))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
-    faust.Worker(app, loglevel=settings.log_level.lower(),
-                 logging_config=logs.dict_config(settings.log_level)).execute_from_commandline()
+    Worker(app, loglevel=settings.log_level.lower(),
+           logging_config=logs.dict_config(settings.log_level)).execute_from_commandline()
 
 
 if __name__ == "__main__":

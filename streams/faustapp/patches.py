@@ -72,6 +72,11 @@ moves upstream.
    (`delete.retention.ms`) came back to life (the soak's settled metric registers, counted again). The database
    is closed and deleted, so a partition that returns is restored from its compacted changelog, which holds no
    deleted key. A worker that restarts keeps its databases (no partition is revoked by a stop).
+12. No terminal spinner. `Worker` replaces `faust.Worker.spinner` (a `faust.utils.terminal.Spinner`, made in
+   `faust.Worker.__init__`) with None: at a log level of WARNING or above, `Worker.on_setup_root_logger` keeps
+   the spinner, sets the root logger to DEBUG and adds a handler that spins it on every record, so that every
+   debug call of Faust and aiokafka (several per fetch) built a log record that no handler printed: 7 % of a
+   streams worker's CPU at 300 webhooks/s with `LOG_LEVEL=WARNING` (bench/RESULTS.md, session 16).
 """
 
 from __future__ import annotations
@@ -355,6 +360,14 @@ class App(faust.App):
     @cached_property
     def flow_control(self) -> FlowControlEvent:
         return KeepQueuesOnResume(loop=self.loop)
+
+
+class Worker(faust.Worker):
+    """12. A worker whose root logger keeps the level it is given."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spinner = None
 
 
 class KeepQueuesOnResume(FlowControlEvent):

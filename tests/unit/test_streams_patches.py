@@ -5,6 +5,7 @@ The behaviour of each patch is shown in test_streams_delivery.py and test_stream
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any
@@ -23,6 +24,7 @@ from mode.utils.queues import FlowControlEvent
 
 from schemas import topics
 from streams.faustapp import patches
+from runtime import logs
 from streams.faustapp.app import TABLES
 
 UPSTREAM: list[tuple[Callable[..., Any], list[str]]] = [
@@ -77,6 +79,7 @@ def test_the_upstream_state_the_patches_read_is_still_there() -> None:
     aiokafka_consumer = inspect.getsource(aiokafka.AIOKafkaConsumer)  # patch 10 sets what its fetcher reads
     assert "fetch_min_bytes=self._fetch_min_bytes" in aiokafka_consumer
     assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in aiokafka_consumer
+    assert "if self.spinner:" in inspect.getsource(faust.Worker._setup_spinner_handler)  # patch 12 unsets it
 
 
 def test_the_patched_classes_override_what_the_docstring_says() -> None:
@@ -97,3 +100,19 @@ def test_the_versions_are_the_pinned_ones() -> None:
 
 def test_every_state_table_has_its_changelog_topic_in_the_one_topic_list() -> None:
     assert sorted(TABLES) == sorted(topics.STATE_TABLES)
+
+
+@pytest.mark.parametrize("level", ["INFO", "WARNING", "ERROR"])
+def test_the_worker_keeps_the_root_logger_at_the_level_it_is_given(level: str) -> None:
+    """Patch 12: with Faust's own worker the root logger went to DEBUG at WARNING and above."""
+    root = logging.getLogger()
+    saved = root.level, root.handlers[:]
+    try:
+        worker = patches.Worker(faust.App("patch-12", broker="kafka://127.0.0.1:1"), loglevel=level.lower(),
+                                logging_config=logs.dict_config(level), redirect_stdouts=False)
+        worker._setup_logging()
+        assert root.level == logging.getLevelName(level)
+        assert not logging.getLogger("aiokafka.consumer.fetcher").isEnabledFor(logging.DEBUG)
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
