@@ -34,7 +34,7 @@ def dict_writer(store: dict[str, bytes]) -> StoreWrite:
 
 class Staged:
     """Decoded values are cached across batches (`cache` most recent keys) only for tables whose domain
-    functions never modify their input (calls: correlate is pure), because cached values are handed out
+    functions never modify their input (calls: correlate is pure; metric windows), because cached values are handed out
     shared. A cached value is used only while the store still holds the bytes it was decoded from, so a
     changelog restore can never leave it stale (bytes compare by identity first: with the in-memory store,
     which keeps the very object, the check is free)."""

@@ -25,6 +25,7 @@ record that would change what a closed window counts is late and not counted (th
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -109,6 +110,9 @@ class WindowShares:
     """Per partition, the registers folded, to tombstone once the settled sums are acknowledged."""
     _expiry: ExpirySchedule[datetime] = field(default_factory=ExpirySchedule)
     """Per partition, when every window of a recovered register is closed."""
+    _closing: dict[int, list[tuple[datetime, WindowKey]]] = field(default_factory=dict)
+    """Per partition, a heap of when its shares close, pushed when a share enters `sums` (a closed window never
+    enters again): closing windows costs what closes, not a scan of every open share (48 h of them by default)."""
 
     def is_late(self, partition: int, old: MetricEntity | None, new: MetricEntity) -> bool:
         """Whether counting ``new`` in place of ``old`` would change what a closed window counts (a newer version
@@ -125,7 +129,7 @@ class WindowShares:
             for window in old["windows"]:
                 if self._is_open(partition, window):  # a closed window keeps its count
                     share = (partition, window)
-                    self.sums[share] = metrics.count(self.sums.get(share), old, window, -1)
+                    self._set(share, metrics.count(self.sums.get(share), old, window, -1))
         self._add(partition, new)
         self.touch(partition, new)
 
@@ -178,7 +182,7 @@ class WindowShares:
         """Derive every share again from the registers (partition, key, register) and the settled sums of the
         partitions this worker holds."""
         self.sums, self.clocks, self.changed, self.settled, self.seqs = {}, {}, set(), {}, {}
-        self._unwritten, self._dropped, self._folding, self._dropping = set(), set(), {}, {}
+        self._unwritten, self._dropped, self._folding, self._dropping, self._closing = set(), set(), {}, {}, {}
         self._expiry.clear()
         held, stored = list(members), list(settled)
         for item in stored:
@@ -196,7 +200,7 @@ class WindowShares:
                 continue
             through[share] = item["through"]
             self.settled[share] = item
-            self.sums[share] = _copy(item["share"])
+            self._set(share, _copy(item["share"]))
         # Marked registers are queued in mark order: a settled sum's `through` must never pass one not folded.
         for partition, key, member in sorted(held, key=lambda item: item[2]["settled"] or 0):
             mark = member["settled"]
@@ -208,7 +212,7 @@ class WindowShares:
             self._folding.setdefault(partition, Pending()).put(*_step(key, member), generation=ACKNOWLEDGED)
             for window in member["windows"]:
                 if self._is_open(partition, window) and mark > through.get((partition, window), 0):
-                    self.sums[(partition, window)] = metrics.count(self.sums.get((partition, window)), member, window)
+                    self._count(partition, window, member)
 
     def expired(self, partition: int, current: Callable[[str], MetricEntity | None]) -> list[str]:
         """Close the partition's windows past its clock; the keys of the recovered registers to evict (every
@@ -217,7 +221,9 @@ class WindowShares:
         clock = self.clocks.get(partition)
         if clock is None:
             return []
-        for share in [s for s in self.sums if s[0] == partition and _closes_at(s[1], self.grace) <= clock]:
+        closing = self._closing.get(partition, [])
+        while closing and closing[0][0] <= clock:
+            share = (partition, heapq.heappop(closing)[1])
             del self.sums[share]
             self.changed.discard(share)
             if self.settled.pop(share, None) is not None:
@@ -236,7 +242,15 @@ class WindowShares:
         self.advance(partition, member)
         for window in member["windows"]:
             if self._is_open(partition, window):
-                self.sums[(partition, window)] = metrics.count(self.sums.get((partition, window)), member, window)
+                self._count(partition, window, member)
+
+    def _count(self, partition: int, window: WindowKey, member: MetricEntity) -> None:
+        self._set((partition, window), metrics.count(self.sums.get((partition, window)), member, window))
+
+    def _set(self, share: Share, value: WindowSum) -> None:
+        if share not in self.sums:
+            heapq.heappush(self._closing.setdefault(share[0], []), (_closes_at(share[1], self.grace), share[1]))
+        self.sums[share] = value
 
     def _fold(self, partition: int, window: WindowKey, member: MetricEntity, seq: int) -> None:
         """Add a register marked ``seq`` (above the sum's `through`: registers fold in mark order)."""

@@ -22,9 +22,9 @@ from faust.transport.producer import ProducerBuffer
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
+from runtime import logs
 from schemas import topics
 from streams.faustapp import patches
-from runtime import logs
 from streams.faustapp.app import TABLES
 
 UPSTREAM: list[tuple[Callable[..., Any], list[str]]] = [
