@@ -1,8 +1,10 @@
-"""`python -m bench.faust_baseline`: a Faust worker that only consumes, the baseline of bench/streams.py.
+"""`python -m bench.faust_baseline`: a Faust worker that only consumes, the baseline of bench/streams.py and the
+streams workers of bench/pipeline.py's `frameworks` phase.
 
 The app streams/faustapp/app.py builds (same settings, same co-partitioned entity topics, same batches), with one agent
 that takes each batch and does nothing with it: what Faust and aiokafka cost per event before any callpipe
-work (no decoding, no state, no output). Faust acks the events and commits their offsets as usual.
+work (no decoding, no state, no output). Faust acks the events and commits their offsets as usual. The process is
+set up as a streams worker is (`streams.__main__.run`: allocator, logs, the patched Worker).
 """
 
 from __future__ import annotations
@@ -11,15 +13,12 @@ from typing import Any
 
 import faust
 
-from broker.admin import callpipe_topics, ensure_topics
+from streams.__main__ import run
 from streams.faustapp.app import entity_source, faust_app
-from streams.settings import from_env
+from streams.settings import Settings
 
 
-def main() -> None:
-    settings = from_env()
-    ensure_topics(settings.kafka_bootstrap, callpipe_topics(settings.app_id))
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+def baseline_app(settings: Settings) -> faust.App:
     app = faust_app(settings)
 
     @app.agent(entity_source(app))
@@ -27,8 +26,8 @@ def main() -> None:
         async for _ in stream.take_events(settings.batch_max_events, settings.batch_window_s):
             pass
 
-    faust.Worker(app, loglevel=settings.log_level.lower()).execute_from_commandline()
+    return app
 
 
 if __name__ == "__main__":
-    main()
+    run(baseline_app)

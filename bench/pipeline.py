@@ -1,8 +1,10 @@
 """Pipeline benchmark (run by hand, alone on the machine): the whole pipeline as `make run` runs it (broker,
 registry, ingest, two streams workers, sink on the embedded ClickHouse) fed the sample's mix scaled up, at fixed
 offered rates and at its closed-loop maximum; then, side by side in the same run, the same traffic into Kafka
-alone (broker, registry, ingest: no streams, no sink) as the floor. Writes bench/pipeline.json and
-bench/pipeline.png and prints a Markdown table.
+alone (broker, registry, ingest: no streams, no sink) as the floor, and with `--frameworks` the same traffic
+through the fixed choices doing no callpipe work beyond ingest and the sink: ingest, the sink landing ingest's two
+records per webhook, and two Faust workers that only consume and ack the entity topics (bench/faust_baseline.py).
+Writes bench/pipeline.json and bench/pipeline.png and prints a Markdown table.
 
     python -m bench.pipeline --rates 100 300 1000 1500 --step 60
 
@@ -200,13 +202,36 @@ def topic_kind(name: str) -> str:
     return "out" if ".out." in name else "ingest"
 
 
+@dataclass(frozen=True)
+class Layout:
+    """The services a phase runs beside broker, registry and ingest."""
+
+    sink: bool
+    workers: str | None
+    """The module of the two streams workers: `streams`, `bench.faust_baseline`, or None for no workers."""
+
+    @property
+    def consumers(self) -> bool:
+        return self.sink or self.workers is not None
+
+    @property
+    def probed(self) -> bool:
+        """SMS rows reach `sms` only through the real workers and the sink."""
+        return self.sink and self.workers == "streams"
+
+
+PIPELINE = Layout(sink=True, workers="streams")
+FLOOR = Layout(sink=False, workers=None)
+FRAMEWORKS = Layout(sink=True, workers="bench.faust_baseline")
+
+
 class Pipeline:
-    def __init__(self, data: Path, full: bool, env: dict[str, str]) -> None:
+    def __init__(self, data: Path, layout: Layout, env: dict[str, str]) -> None:
         self.env = dict(env)
         self.ingest_processes = int(self.env.pop("INGEST_PROCESSES", "1"))
         if self.ingest_processes > 1:
             self.env["INGEST_REUSE_PORT"] = "1"
-        self.data, self.full = data, full
+        self.data, self.layout = data, layout
         self.running: stack.Running | None = None
         self.services: Services | None = None
 
@@ -218,17 +243,18 @@ class Pipeline:
         self.services = Services(self.data, service_env(
             self.data, self.running.bootstrap, self.running.registry_url, INGEST_PORT=str(stack.free_port()),
             SINK_QUERY_PORT=str(stack.free_port()), LOG_LEVEL="WARNING", **self.env))
-        if self.full:
+        if self.layout.sink:
             self.services.spawn("sink")
-            self.services.spawn("streams")
-            self.services.spawn("streams-2", module="streams", STREAMS_DATA_DIR=str(self.data / "streams-2"))
+        if self.layout.workers:
+            self.services.spawn("streams", module=self.layout.workers)
+            self.services.spawn("streams-2", module=self.layout.workers, STREAMS_DATA_DIR=str(self.data / "streams-2"))
         self.services.spawn("ingest")
         for n in range(2, self.ingest_processes + 1):
             self.services.spawn(f"ingest-{n}", module="ingest")
-        if self.full:
+        if self.layout.sink:
             self.services.wait_http("sink", f"{self.services.sink_url}/health")
         self.services.wait_http("ingest", f"{self.services.ingest_url}/readyz")
-        if self.full:
+        if self.layout.workers:
             time.sleep(20)  # both workers in the group before the first webhook
 
     @property
@@ -246,7 +272,8 @@ class Pipeline:
 
     def lag(self) -> dict[str, int]:
         assert self.running is not None
-        return group_lag(self.running.bootstrap, [topics.STREAMS_APP_ID, topics.SINK_GROUP_ID]) if self.full else {}
+        groups = [topics.STREAMS_APP_ID] * bool(self.layout.workers) + [topics.SINK_GROUP_ID] * self.layout.sink
+        return group_lag(self.running.bootstrap, groups)
 
     def stop(self) -> None:
         if self.services is not None:
@@ -323,10 +350,10 @@ def build_requests(rate: float, seconds: float, first_copy: int, port: int, tena
     return [(n / rate, request) for n, (*_, request) in enumerate(keyed[:math.ceil(rate * seconds)])]
 
 
-def run_step(step: Step, pipeline: Pipeline, full: bool, port: int, requests: list[tuple[float, bytes]],
+def run_step(step: Step, pipeline: Pipeline, port: int, requests: list[tuple[float, bytes]],
              args: argparse.Namespace) -> tuple[dict[str, float], float]:
     """Send the step and wait for the drain; the CPU seconds each process spent and the wall time it took."""
-    probes = Probes(pipeline.services if full else None)
+    probes = Probes(pipeline.services if pipeline.layout.probed else None)
     poller = threading.Thread(target=probes.poll_until_stopped, daemon=True)
     poller.start()
     records0 = pipeline.records()
@@ -334,7 +361,7 @@ def run_step(step: Step, pipeline: Pipeline, full: bool, port: int, requests: li
     uvloop.run(send_step(step, port, requests, args.connections, args.step, probes))
     step.lag_at_end = pipeline.lag()
     drain_began = time.perf_counter()
-    if full:
+    if pipeline.layout.consumers:
         while time.perf_counter() - drain_began < args.drain:
             lag = pipeline.lag()
             if not any(lag.values()) and not probes.pending:
@@ -354,8 +381,8 @@ def run_step(step: Step, pipeline: Pipeline, full: bool, port: int, requests: li
     return {n: cpu1[n] - cpu0[n] for n in cpu1}, t1 - t0
 
 
-def run_phase(phase: str, full: bool, env: dict[str, str], args: argparse.Namespace) -> list[dict[str, Any]]:
-    pipeline = Pipeline(Path(args.data) / phase, full, env)
+def run_phase(phase: str, layout: Layout, env: dict[str, str], args: argparse.Namespace) -> list[dict[str, Any]]:
+    pipeline = Pipeline(Path(args.data) / phase, layout, env)
     results = []
     try:
         pipeline.start()
@@ -367,7 +394,7 @@ def run_phase(phase: str, full: bool, env: dict[str, str], args: argparse.Namesp
             # Not recorded: the JVMs (broker, registry) compile their hot paths during the first minute of traffic,
             # which would otherwise be charged to the first step.
             warmup = Step("warm-up", args.warmup_rate)
-            run_step(warmup, pipeline, full, port,
+            run_step(warmup, pipeline, port,
                      build_requests(args.warmup_rate, args.warmup, first_copy, port, tenant, secret), args)
             first_copy += math.ceil(args.warmup_rate * args.warmup / PER_TIMELINE)
             stack.say(f"{phase} warm-up: {warmup.sent} webhooks, drained in {warmup.drain_s} s")
@@ -380,7 +407,7 @@ def run_phase(phase: str, full: bool, env: dict[str, str], args: argparse.Namesp
             requests = build_requests(rate, args.step, first_copy, port, tenant, secret)
             first_copy += math.ceil(rate * args.step / PER_TIMELINE)
             stack.say(f"{phase} {step.name}: {len(requests)} requests ready")
-            cpu, wall = run_step(step, pipeline, full, port, requests, args)
+            cpu, wall = run_step(step, pipeline, port, requests, args)
             answered = max(1, sum(step.statuses.values()))
             step.cpu_ms = {n: round(max(0.0, spent - idle_per_s[n] * wall) * 1000 / answered, 3)
                            for n, spent in cpu.items()}
@@ -423,7 +450,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     cost.set_xlabel("achieved webhooks/s")
     cost.set_ylabel("CPU-ms per webhook, all processes")
     cost.legend()
-    for phase in dict.fromkeys(r["phase"] for r in results if r["phase"] != "floor"):
+    for phase in dict.fromkeys(r["phase"] for r in results if r["visible_p95_ms"] is not None):
         rows = [r for r in results if r["phase"] == phase and r["visible_p95_ms"] is not None]
         latency.plot([r["achieved_per_s"] for r in rows], [r["visible_p95_ms"] / 1000 for r in rows], marker="o",
                      label=f"{phase}: p95 POST -> visible")
@@ -448,7 +475,11 @@ def main() -> int:
     parser.add_argument("--drain", type=float, default=60, help="longest wait for the lag to reach 0")
     parser.add_argument("--pause", type=float, default=5)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--pipeline", action=argparse.BooleanOptionalAction, default=True,
+                        help="the phase with the default settings")
     parser.add_argument("--floor", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--frameworks", action=argparse.BooleanOptionalAction, default=False,
+                        help="a phase with the sink and two do-nothing Faust workers (bench/faust_baseline.py)")
     parser.add_argument("--config", action="append", default=[], metavar="NAME:VAR=VALUE,...",
                         help="a further pipeline phase with these service settings (repeatable); "
                              "INGEST_PROCESSES=N runs N ingest processes on one port (SO_REUSEPORT)")
@@ -456,13 +487,15 @@ def main() -> int:
     parser.add_argument("--data", default=os.environ.get("PIPELINE_DATA", "/tmp/callpipe-pipeline"))
     args = parser.parse_args()
     stack.interrupt_on_sigterm()
-    phases: list[tuple[str, bool, dict[str, str]]] = [("pipeline", True, {})]
+    phases: list[tuple[str, Layout, dict[str, str]]] = [("pipeline", PIPELINE, {})] if args.pipeline else []
     for config in args.config:
         name, _, assignments = config.partition(":")
-        phases.append((name, True, dict(a.split("=", 1) for a in assignments.split(",") if a)))
+        phases.append((name, PIPELINE, dict(a.split("=", 1) for a in assignments.split(",") if a)))
+    if args.frameworks:
+        phases.append(("frameworks", FRAMEWORKS, {}))
     if args.floor:
-        phases.append(("floor", False, {}))
-    results = [r for phase, full, env in phases for r in run_phase(phase, full, env, args)]
+        phases.append(("floor", FLOOR, {}))
+    results = [r for phase, layout, env in phases for r in run_phase(phase, layout, env, args)]
     out = {"machine": machine(), "label": args.label, "at": datetime.now(UTC).isoformat(timespec="seconds"),
            "step_s": args.step, "results": results}
     (OUT / "pipeline.json").write_text(json.dumps(out, indent=1))
