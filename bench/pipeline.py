@@ -272,7 +272,11 @@ class Pipeline:
 
     def lag(self) -> dict[str, int]:
         assert self.running is not None
-        groups = [topics.STREAMS_APP_ID] * bool(self.layout.workers) + [topics.SINK_GROUP_ID] * self.layout.sink
+        groups = []
+        if self.layout.workers:
+            groups.append(topics.STREAMS_APP_ID)
+        if self.layout.sink:
+            groups.append(topics.SINK_GROUP_ID)
         return group_lag(self.running.bootstrap, groups)
 
     def stop(self) -> None:
