@@ -36,6 +36,7 @@ from bench.ingest_floor import Floor, measure_floor
 from bench.ingest_servers import SECRET
 from broker.admin import TopicSpec, callpipe_topics, ensure_topics
 from deploy.local import stack
+from ingest.settings import KAFKA_LINGER_MS
 from schemas import topics
 
 RESULTS = Path(__file__).resolve().with_name("RESULTS.md")
@@ -298,8 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds of unrecorded ingest load first (default 20): a cold broker JVM spends its CPU compiling",
     )
     parser.add_argument("--profile", type=Path, help="directory for cProfile files of both servers")
-    parser.add_argument("--linger-ms", type=float, default=2.0,
-                        help="the ingest producer's linger.ms (INGEST_KAFKA_LINGER_MS), default 2")
+    parser.add_argument("--linger-ms", type=float, default=KAFKA_LINGER_MS,
+                        help=f"both servers' linger.ms (INGEST_KAFKA_LINGER_MS), default {KAFKA_LINGER_MS:g}")
     parser.add_argument("--gateway-source", type=Path, default=GATEWAY_SOURCE,
                         help="the compiled gateway's Go source (built when Go is installed)")
     parser.add_argument("--no-record", action="store_true", help=f"do not append to {RESULTS.name}")

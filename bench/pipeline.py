@@ -465,6 +465,12 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=90)
 
 
+def configured(config: str) -> tuple[str, dict[str, str]]:
+    """`NAME:VAR=VALUE,...` as a phase name and its environment."""
+    name, _, assignments = config.partition(":")
+    return name, dict(a.split("=", 1) for a in assignments.split(",") if a)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", type=float, nargs="+", default=[100, 300, 1000, 1500])
@@ -487,16 +493,17 @@ def main() -> int:
     parser.add_argument("--config", action="append", default=[], metavar="NAME:VAR=VALUE,...",
                         help="a further pipeline phase with these service settings (repeatable); "
                              "INGEST_PROCESSES=N runs N ingest processes on one port (SO_REUSEPORT)")
+    parser.add_argument("--frameworks-config", action="append", default=[], metavar="NAME:VAR=VALUE,...",
+                        help="a further frameworks phase with these service settings (repeatable)")
     parser.add_argument("--label", default="", help="a name for this run in pipeline.json")
     parser.add_argument("--data", default=os.environ.get("PIPELINE_DATA", "/tmp/callpipe-pipeline"))
     args = parser.parse_args()
     stack.interrupt_on_sigterm()
     phases: list[tuple[str, Layout, dict[str, str]]] = [("pipeline", PIPELINE, {})] if args.pipeline else []
-    for config in args.config:
-        name, _, assignments = config.partition(":")
-        phases.append((name, PIPELINE, dict(a.split("=", 1) for a in assignments.split(",") if a)))
+    phases += [(name, PIPELINE, env) for name, env in map(configured, args.config)]
     if args.frameworks:
         phases.append(("frameworks", FRAMEWORKS, {}))
+    phases += [(name, FRAMEWORKS, env) for name, env in map(configured, args.frameworks_config)]
     if args.floor:
         phases.append(("floor", FLOOR, {}))
     results = [r for phase, layout, env in phases for r in run_phase(phase, layout, env, args)]

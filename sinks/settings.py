@@ -44,8 +44,8 @@ def from_env() -> Settings:
         max_bytes=env.integer("SINK_BATCH_MAX_BYTES", 8 * 1024 * 1024),
         max_age_s=env.number("SINK_BATCH_MAX_AGE_S", 1.0),
         lag_interval_s=env.number("SINK_LAG_INTERVAL_S", 15.0),
-        fetch_min_bytes=env.integer("SINK_FETCH_MIN_BYTES", 1),
-        fetch_max_wait_ms=env.integer("SINK_FETCH_MAX_WAIT_MS", 500),
+        fetch_min_bytes=env.integer("SINK_FETCH_MIN_BYTES", 65536),
+        fetch_max_wait_ms=env.integer("SINK_FETCH_MAX_WAIT_MS", 100),
         streams_app_id=env.text("STREAMS_APP_ID", topics.STREAMS_APP_ID),
         log_level=env.log_level(),
     )

@@ -111,8 +111,8 @@ def test_a_registry_outage_delays_records_and_dead_letters_none(kafka: str, regi
         assert landed() == [0, 0, 0]
 
         gate.open()
-        eventually(lambda: count(services, "v_sms", tenant) == SMS, 150, "every SMS in v_sms")
-        assert landed() == [SMS, 0, SMS]
+        # The sink inserts each table's batch on its own clock: the raw archive can land after the views.
+        eventually(lambda: landed() == [SMS, 0, SMS], 150, "every SMS archived and in v_sms, no dead letter")
         assert services.dead() == ["streams"]
     finally:
         gate.close()
